@@ -106,7 +106,14 @@ class Table:
             self.ctx.secrets.add(expanded)
         return expanded
 
-    def str(self, name: str, default: Any = _MISSING, *, secret: bool = False, choices: tuple[str, ...] | None = None) -> Any:
+    def str(
+        self,
+        name: str,
+        default: Any = _MISSING,
+        *,
+        secret: bool = False,
+        choices: tuple[str, ...] | None = None,
+    ) -> Any:
         value = self._raw(name, default)
         if value is default and default is not _MISSING:
             return value
@@ -123,7 +130,9 @@ class Table:
             raise self.error(name, f"{value!r} is not a valid name (letters, digits, _ . -; up to 64)")
         return value
 
-    def int(self, name: str, default: Any = _MISSING, *, min: int | None = None, max: int | None = None) -> Any:
+    def int(
+        self, name: str, default: Any = _MISSING, *, min: int | None = None, max: int | None = None
+    ) -> Any:
         value = self._raw(name, default)
         if value is default and default is not _MISSING:
             return value
@@ -135,7 +144,9 @@ class Table:
             raise self.error(name, f"must be at most {max}, got {value}")
         return value
 
-    def float(self, name: str, default: Any = _MISSING, *, min: float | None = None, max: float | None = None) -> Any:
+    def float(
+        self, name: str, default: Any = _MISSING, *, min: float | None = None, max: float | None = None
+    ) -> Any:
         value = self._raw(name, default)
         if value is default and default is not _MISSING:
             return value
@@ -216,12 +227,16 @@ class Table:
         try:
             return ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise self.error(name, f"unknown time zone {value!r} (use an IANA name such as 'America/Chicago')") from None
+            raise self.error(
+                name, f"unknown time zone {value!r} (use an IANA name such as 'America/Chicago')"
+            ) from None
 
     def check_unknown(self) -> None:
         unknown = sorted(set(self.data) - self._used)
         if unknown:
-            raise self.error(unknown[0], "is not a known key here (check spelling; see config/bridge.example.toml)")
+            raise self.error(
+                unknown[0], "is not a known key here (check spelling; see config/bridge.example.toml)"
+            )
 
 
 class Component(Protocol):
@@ -249,7 +264,9 @@ def _component_module(kind_group: str, kind: str, table: Table) -> Any:
         return importlib.import_module(f"bridge.{kind_group}.{kind}")
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith(f"bridge.{kind_group}.{kind}"):
-            raise ConfigError(table.ctx.file, f"{kind_group}.{kind}", f"there is no {kind_group[:-1]} kind called {kind!r}") from None
+            raise ConfigError(
+                table.ctx.file, f"{kind_group}.{kind}", f"there is no {kind_group[:-1]} kind called {kind!r}"
+            ) from None
         raise
 
 
@@ -263,7 +280,9 @@ def _components(root: Table, group: str) -> list[Any]:
             component = module.from_config(table)
             table.check_unknown()
             if component.name in seen:
-                raise table.error("name", f"{component.name!r} is used twice in [{group}]; names must be unique")
+                raise table.error(
+                    "name", f"{component.name!r} is used twice in [{group}]; names must be unique"
+                )
             seen.add(component.name)
             built.append(component)
     section.check_unknown()
@@ -305,7 +324,9 @@ def parse(data: dict[str, Any], file: Path) -> BridgeConfig:
     sources = _components(root, "sources")
     sinks = _components(root, "sinks")
     if not sources:
-        raise ConfigError(file, "sources", "no source is configured; add at least one [[sources.<kind>]] table")
+        raise ConfigError(
+            file, "sources", "no source is configured; add at least one [[sources.<kind>]] table"
+        )
     if not sinks:
         raise ConfigError(file, "sinks", "no sink is configured; add at least one [[sinks.<kind>]] table")
     root.check_unknown()
