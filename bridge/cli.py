@@ -1,0 +1,152 @@
+"""The ``event-bridge`` command line.
+
+Subcommands are small: each parses its arguments and calls into the package. Simulators
+are found by name (``bridge.simulators.<vendor>``), so a new one needs no edit here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+import trio
+
+from bridge import __version__, logs
+from bridge.config import BridgeConfig, ConfigError, load
+
+EXIT_CONFIG = 2
+DEFAULT_CONFIG = "/etc/event-bridge/bridge.toml"
+
+
+def _simulator_names() -> list[str]:
+    import bridge.simulators as pkg
+
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules(pkg.__path__)
+        if not m.name.startswith("_") and m.name not in ("asgi",) and not m.name.endswith("_examples")
+    )
+
+
+def _load_config(path: str) -> BridgeConfig:
+    config = load(path)
+    logs.redactor.update(config.secrets.values)
+    return config
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load_config(args.config)
+    print(
+        f"{config.file}: OK — {len(config.sources)} source(s): "
+        + ", ".join(f"{type(s).__name__.removesuffix('Source').lower()}:{s.name}" for s in config.sources)
+        + f"; {len(config.sinks)} sink(s): "
+        + ", ".join(s.name for s in config.sinks)
+        + f"; state in {config.state_dir}"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bridge.service import Bridge, run_with_signals
+
+    config = _load_config(args.config)
+    logs.configure(args.log_level or config.log_level)
+    bridge = Bridge(config, shutdown_grace=args.shutdown_grace)
+    for hook in _service_hooks():
+        hook(bridge, args)
+    trio.run(run_with_signals, bridge)
+    return 0 if bridge.stopped_cleanly else 1
+
+
+def _service_hooks() -> list:
+    """Optional integrations (systemd notify, admin HTTP) that attach tasks to the bridge."""
+    hooks = []
+    for module_name in ("bridge.systemd", "bridge.admin"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        hooks.append(module.attach)
+    return hooks
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    module = importlib.import_module(f"bridge.simulators.{args.vendor}")
+    logs.configure(args.log_level or "info")
+    try:
+        trio.run(module.main, args)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _parse_time(value: str) -> float:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO 8601 time (e.g. 2026-11-22T09:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.timestamp()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="event-bridge",
+        description="Bridge call-recording platforms (Uptivity, AnywhereNow, Encore) to webhooks, logs and NATS.",
+    )
+    parser.add_argument("--version", action="version", version=f"event-bridge {__version__}")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the bridge")
+    run.add_argument(
+        "--config", "-c", default=DEFAULT_CONFIG, help=f"TOML config file (default {DEFAULT_CONFIG})"
+    )
+    run.add_argument(
+        "--shutdown-grace", type=float, default=10.0, help="seconds to finish deliveries on SIGTERM"
+    )
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a config file and exit (0 ok, 2 invalid)")
+    check.add_argument("--config", "-c", default=DEFAULT_CONFIG)
+    check.set_defaults(func=cmd_check_config)
+
+    simulate = sub.add_parser("simulate", help="run a vendor simulator on loopback")
+    vendors = simulate.add_subparsers(dest="vendor", required=True, metavar="VENDOR")
+    for name in _simulator_names():
+        module = importlib.import_module(f"bridge.simulators.{name}")
+        doc = (module.__doc__ or "").strip().splitlines()
+        vendor_parser = vendors.add_parser(name, help=doc[0] if doc else name)
+        module.add_arguments(vendor_parser)
+    simulate.set_defaults(func=cmd_simulate)
+
+    for name in ("bridge.commands",):
+        try:
+            extra = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        extra.register(sub, _load_config, _parse_time)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"event-bridge: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130

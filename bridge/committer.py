@@ -1,0 +1,140 @@
+"""Group commit from sources into the outbox, and the wake-up signal for sinks.
+
+Sources call :meth:`Committer.emit`; one task drains everything queued so far and
+commits it in a single transaction, then immediately starts on whatever arrived
+meanwhile. When the disk refuses a commit the batch stays in memory and is retried
+with backoff while the bounded queue fills and pushes back on the sources: nothing is
+dropped and nothing is acknowledged that is not on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+import trio
+
+from bridge.backoff import Backoff
+from bridge.model import Event
+from bridge.outbox import AsyncOutbox, OutboxUnavailable, Pending
+
+log = structlog.get_logger("bridge.committer")
+
+
+class NewData:
+    """A broadcast 'something was committed' signal that sinks wait on."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = trio.Event()
+
+    async def wait(self, timeout: float | None = None) -> None:
+        event = self._event
+        if timeout is None:
+            await event.wait()
+        else:
+            with trio.move_on_after(timeout):
+                await event.wait()
+
+
+class Committer:
+    def __init__(self, outbox: AsyncOutbox, *, batch_max: int = 1000, queue_size: int = 10_000) -> None:
+        self.outbox = outbox
+        self.batch_max = batch_max
+        self._send, self._receive = trio.open_memory_channel[Pending](queue_size)
+        self.new_data = NewData()
+        self.committed = 0
+        self.unavailable: str | None = None  # why commits currently fail, for /readyz
+        self.on_commit: list[Any] = []  # callbacks(batch) for metrics and live tail
+
+    async def emit(
+        self,
+        source: str,
+        events: Sequence[Event],
+        *,
+        state: Mapping[str, str | None] | None = None,
+        durable: bool = False,
+    ) -> None:
+        if not events and not state:
+            return
+        done = trio.Event() if durable else None
+        # Shielded: once a source has read an event, a shutdown must not lose it between
+        # the socket and the queue. The committer drains the queue before it exits.
+        with trio.CancelScope(shield=True):
+            await self._send.send(Pending(source, events, state, time.time(), done))
+        if done is not None:
+            await done.wait()
+
+    def close(self) -> None:
+        """No more emits: run() commits what is queued, then returns."""
+        self._send.close()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        backoff = Backoff(base=0.1, cap=5.0)
+        async with self._receive:
+            while True:
+                try:
+                    first = await self._receive.receive()
+                except trio.EndOfChannel:
+                    return
+                batch = [first]
+                size = len(first.events)
+                while size < self.batch_max:
+                    try:
+                        item = self._receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    batch.append(item)
+                    size += len(item.events)
+                await self._commit_until_it_works(batch, backoff)
+
+    async def _commit_until_it_works(self, batch: list[Pending], backoff: Backoff) -> None:
+        while True:
+            try:
+                await self.outbox.call(self.outbox.sync.commit, batch)
+            except OutboxUnavailable as exc:
+                if self.unavailable is None:
+                    log.error(
+                        "outbox_commit_failed",
+                        error=str(exc),
+                        held_events=sum(len(p.events) for p in batch),
+                        hint="free disk space or fix permissions on the state dir; events are held, not dropped",
+                    )
+                self.unavailable = str(exc)
+                await trio.sleep(backoff.next())
+                continue
+            if self.unavailable is not None:
+                log.info("outbox_commit_recovered")
+                self.unavailable = None
+            backoff.reset()
+            break
+        self.committed += sum(len(p.events) for p in batch)
+        for item in batch:
+            if item.done is not None:
+                item.done.set()
+        for callback in self.on_commit:
+            callback(batch)
+        self.new_data.notify()
+
+
+class SourceEmitter:
+    """The :class:`bridge.sources.base.Emitter` one source sees: scoped to its name."""
+
+    def __init__(self, committer: Committer, source: str) -> None:
+        self.committer = committer
+        self.source = source
+
+    async def emit(
+        self,
+        events: Sequence[Event],
+        *,
+        state: Mapping[str, str | None] | None = None,
+        durable: bool = False,
+    ) -> None:
+        await self.committer.emit(self.source, events, state=state, durable=durable)

@@ -1,0 +1,80 @@
+"""Operational logging: structlog, JSON lines off a terminal, readable on one.
+
+Every line goes to stderr (stdout may carry the event log sink). Configured secrets are
+replaced by ``[REDACTED]`` in every value before rendering, whatever logged them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+REDACTED = "[REDACTED]"
+
+
+class RedactSecrets:
+    """A structlog processor that removes secret values from every logged string."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets: list[str] = []
+        self.update(secrets)
+
+    def update(self, secrets: Iterable[str]) -> None:
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self.secrets:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self.scrub(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.scrub(v) for v in value)
+        if isinstance(value, BaseException | bytes):
+            return self.scrub(
+                str(value) if isinstance(value, BaseException) else value.decode("utf-8", "replace")
+            )
+        return value
+
+    def __call__(
+        self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if not self.secrets:
+            return event_dict
+        for key, value in list(event_dict.items()):
+            event_dict[key] = self.scrub(value)
+        return event_dict
+
+
+redactor = RedactSecrets()
+
+
+def configure(level: str = "info", *, json_output: bool | None = None, stream: Any = None) -> None:
+    """Set up structlog for the process; safe to call again (e.g. after a reload)."""
+    stream = stream or sys.stderr
+    if json_output is None:
+        json_output = not stream.isatty()
+    renderer: Any = (
+        structlog.processors.JSONRenderer(sort_keys=False)
+        if json_output
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redactor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,197 @@
+"""The service runner: outbox, committer, sinks and sources under one trio nursery.
+
+Order matters for "nothing lost": sinks start before sources, and on shutdown the
+sources stop first, the committer then writes everything already read, and the sinks
+get a bounded grace period to deliver what is pending before they are cancelled
+(undelivered rows simply stay pending for the next start). Each component runs under
+a supervisor, so one that crashes is logged and restarted while the rest keep going.
+"""
+
+from __future__ import annotations
+
+import signal
+from functools import partial
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+import trio
+
+from bridge.backoff import Backoff
+from bridge.committer import Committer, SourceEmitter
+from bridge.config import BridgeConfig
+from bridge.outbox import AsyncOutbox, Outbox
+from bridge.quarantine import Quarantine
+from bridge.sinks.base import SinkFeed
+from bridge.sources.base import SourceContext
+
+log = structlog.get_logger("bridge.service")
+
+
+class Bridge:
+    def __init__(self, config: BridgeConfig, *, shutdown_grace: float = 10.0) -> None:
+        self.config = config
+        self.shutdown_grace = shutdown_grace
+        self.outbox = AsyncOutbox(
+            Outbox(config.state_dir / "outbox.sqlite3", synchronous=config.outbox["synchronous"])
+        )
+        self.committer = Committer(self.outbox, batch_max=config.outbox["commit_batch"])
+        self.quarantine = Quarantine(config.state_dir / "quarantine")
+        self.sources: dict[str, Any] = {}
+        self.sinks: dict[str, Any] = {}
+        self._scopes: dict[str, trio.CancelScope] = {}
+        self._stop = trio.Event()
+        self.ready = trio.Event()
+        self.stopped_cleanly = False
+        self.delivery_observers: list[Callable[..., None]] = []
+        self.extra_tasks: list[Callable[..., Any]] = []  # admin HTTP, watchdog… started beside
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[Bridge] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.outbox.open()
+        self.outbox.sync.set_sinks([s.name for s in self.config.sinks])
+        log.info(
+            "bridge_starting",
+            state_dir=str(self.config.state_dir),
+            sources=[s.name for s in self.config.sources],
+            sinks=[s.name for s in self.config.sinks],
+        )
+        try:
+            async with trio.open_nursery() as outer:
+                committer_done = trio.Event()
+                outer.start_soon(self._run_committer, committer_done)
+                outer.start_soon(self._prune_loop)
+                for task in self.extra_tasks:
+                    outer.start_soon(task, self)
+                async with trio.open_nursery() as sinks_nursery:
+                    for sink in self.config.sinks:
+                        await sinks_nursery.start(self._supervise_sink, sink)
+                    async with trio.open_nursery() as sources_nursery:
+                        for source in self.config.sources:
+                            await sources_nursery.start(self._supervise_source, source)
+                        self.ready.set()
+                        log.info("bridge_ready")
+                        task_status.started(self)
+                        await self._stop.wait()
+                        log.info("bridge_stopping", reason="stop requested")
+                        sources_nursery.cancel_scope.cancel()
+                    self.committer.close()
+                    await committer_done.wait()
+                    await self._drain(self.shutdown_grace)
+                    sinks_nursery.cancel_scope.cancel()
+                outer.cancel_scope.cancel()
+            self.stopped_cleanly = True
+            log.info("bridge_stopped", committed=self.committer.committed)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.outbox.close()
+
+    async def _run_committer(self, done: trio.Event) -> None:
+        try:
+            await self.committer.run()
+        finally:
+            done.set()
+
+    async def _drain(self, grace: float) -> None:
+        """Let sinks deliver what is pending, up to ``grace`` seconds."""
+        with trio.move_on_after(grace) as scope:
+            while True:
+                stats = await self.outbox.call(self.outbox.sync.stats)
+                pending = sum(
+                    counts.get("pending", 0)
+                    for sink, counts in stats["deliveries"].items()
+                    if sink in self.sinks
+                )
+                if not pending:
+                    return
+                await self.committer.new_data.wait(0.05)
+        if scope.cancelled_caught:
+            log.warning(
+                "shutdown_grace_expired",
+                grace=grace,
+                note="undelivered events stay in the outbox and are delivered after restart",
+            )
+
+    async def _prune_loop(self) -> None:
+        retention = self.config.outbox["retention"]
+        while True:
+            await trio.sleep(self.config.outbox["prune_interval"])
+            removed = await self.outbox.call(self.outbox.sync.prune, retention)
+            if removed:
+                log.info("outbox_pruned", events=removed)
+
+    async def _supervise_source(self, source: Any, *, task_status: trio.TaskStatus[None]) -> None:
+        state = await self.outbox.call(self.outbox.sync.load_state, source.name)
+        ctx = SourceContext(
+            emitter=SourceEmitter(self.committer, source.name),
+            quarantine=self.quarantine,
+            state=state,
+            log=structlog.get_logger("bridge.source").bind(source=source.name, vendor=source.vendor),
+        )
+        self.sources[source.name] = source
+        await self._supervise(source.name, "source", partial(source.run, ctx), source, task_status)
+
+    async def _supervise_sink(self, sink: Any, *, task_status: trio.TaskStatus[None]) -> None:
+        feed = SinkFeed(self.outbox, self.committer.new_data, sink.name, self.delivery_observers)
+        self.sinks[sink.name] = sink
+        await self._supervise(sink.name, "sink", partial(sink.run, feed), sink, task_status)
+
+    async def _supervise(
+        self,
+        name: str,
+        role: str,
+        start: Callable[[Any], Any],
+        component: Any,
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        """Run a component forever; a crash is logged with its traceback and restarted."""
+        backoff = Backoff(base=1.0, cap=60.0)
+        started = False
+        with trio.CancelScope() as scope:
+            self._scopes[f"{role}:{name}"] = scope
+            while True:
+                began = time.monotonic()
+                try:
+                    async with trio.open_nursery() as nursery:
+                        await nursery.start(start)
+                        if not started:
+                            started = True
+                            task_status.started()
+                except Exception as exc:
+                    component.health.state, component.health.detail = "error", f"crashed: {exc!r}"
+                    log.exception(f"{role}_crashed", **{role: name}, error=repr(exc))
+                else:
+                    log.error(f"{role}_returned", **{role: name})
+                if not started:
+                    started = True
+                    task_status.started()
+                if time.monotonic() - began > 60:
+                    backoff.reset()
+                await trio.sleep(backoff.next())
+
+    def reopen_logs(self) -> None:
+        for sink in self.sinks.values():
+            if hasattr(sink, "reopen"):
+                sink.reopen()
+
+
+async def run_with_signals(bridge: Bridge) -> None:
+    """Run ``bridge`` until SIGTERM/SIGINT; SIGHUP reopens log files."""
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+
+            async def watch() -> None:
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        log.info("sighup", action="reopening log files")
+                        bridge.reopen_logs()
+                    else:
+                        log.info("signal_received", signal=signal.Signals(signum).name)
+                        bridge.request_stop()
+
+            nursery.start_soon(watch)
+            await bridge.run()
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,77 @@
+"""What every sink implements and the feed it reads from.
+
+A sink has a ``name``, a :class:`SinkHealth` and ``async run(feed, task_status)``. It
+reads its own pending rows from the outbox through :class:`SinkFeed` (in commit order)
+and reports each one delivered, to retry later, or dead. Nothing reaches a sink except
+through the outbox, so adding a sink never touches a source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from bridge.committer import NewData
+from bridge.outbox import AsyncOutbox, Row
+
+
+@dataclass
+class SinkHealth:
+    state: str = "starting"  # starting, ok, retrying, open (circuit open), error
+    detail: str = ""
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+    dead: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.state in ("ok", "starting", "retrying")
+
+
+class SinkFeed:
+    """One sink's view of the outbox."""
+
+    def __init__(
+        self, outbox: AsyncOutbox, new_data: NewData, sink: str, observers: Sequence[Any] = ()
+    ) -> None:
+        self.outbox = outbox
+        self.new_data = new_data
+        self.sink = sink
+        self.observers = list(observers)  # callbacks(sink, rows, outcome) for metrics
+
+    async def pending(self, limit: int = 500, after_seq: int = 0) -> list[Row]:
+        return await self.outbox.call(self.outbox.sync.pending, self.sink, limit, after_seq)
+
+    async def wait_for_new(self, timeout: float | None = None) -> None:
+        await self.new_data.wait(timeout)
+
+    async def delivered(self, rows: Sequence[Row]) -> None:
+        if rows:
+            await self.outbox.call(self.outbox.sync.mark_delivered, self.sink, [r.seq for r in rows])
+            self._observe(rows, "delivered")
+
+    async def retry(self, row: Row, *, next_at: float, status: int | None, error: str) -> None:
+        await self.outbox.call(
+            self.outbox.sync.mark_retry, self.sink, row.seq, next_at=next_at, status=status, error=error
+        )
+        self._observe([row], "retried")
+
+    async def dead(self, row: Row, *, status: int | None, error: str) -> None:
+        await self.outbox.call(self.outbox.sync.mark_dead, self.sink, row.seq, status=status, error=error)
+        self._observe([row], "dead")
+
+    def _observe(self, rows: Sequence[Row], outcome: str) -> None:
+        for observer in self.observers:
+            observer(self.sink, rows, outcome)
+
+
+class Sink(Protocol):
+    name: str
+    health: SinkHealth
+
+    async def run(self, feed: SinkFeed, *, task_status: trio.TaskStatus[None] = ...) -> None: ...

@@ -1,0 +1,119 @@
+"""JSON Lines sink: one CloudEvent per line, to a file or stdout.
+
+Files are reopened on SIGHUP (for logrotate) or rotated by size when ``max_bytes`` is
+set. A line is marked delivered only after it was written and flushed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import IO
+
+import structlog
+import trio
+
+from bridge.config import Table
+from bridge.outbox import Row
+from bridge.sinks.base import SinkFeed, SinkHealth
+
+log = structlog.get_logger("bridge.sinks.log")
+
+
+class LogSink:
+    kind = "log"
+
+    def __init__(
+        self, name: str, *, path: Path | None, max_bytes: int = 0, backups: int = 5, batch: int = 500
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.batch = batch
+        self.health = SinkHealth()
+        self._file: IO[bytes] | None = None
+        self._reopen = False
+
+    def describe(self) -> str:
+        return str(self.path) if self.path else "stdout"
+
+    def reopen(self) -> None:
+        """Ask for the file to be reopened before the next write (SIGHUP, logrotate)."""
+        self._reopen = True
+
+    def _open(self) -> IO[bytes]:
+        if self.path is None:
+            return sys.stdout.buffer
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return open(self.path, "ab")
+
+    def _rotate(self) -> None:
+        assert self.path is not None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        for i in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{i}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
+        if self.path.exists():
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+
+    def _write(self, rows: list[Row]) -> None:
+        if self._reopen and self.path is not None and self._file is not None:
+            self._file.close()
+            self._file = None
+        self._reopen = False
+        if self._file is None:
+            self._file = self._open()
+        data = b"".join(r.body + b"\n" for r in rows)
+        self._file.write(data)
+        self._file.flush()
+        if self.path is not None and self.max_bytes and self._file.tell() >= self.max_bytes:
+            self._rotate()
+
+    async def run(
+        self, feed: SinkFeed, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        self.health.state = "ok"
+        try:
+            while True:
+                rows = await feed.pending(self.batch)
+                if not rows:
+                    await feed.wait_for_new(timeout=1.0)
+                    continue
+                try:
+                    self._write(rows)
+                except OSError as exc:
+                    self.health.state, self.health.detail = "error", f"{self.describe()}: {exc.strerror}"
+                    log.error(
+                        "log_sink_write_failed", sink=self.name, path=self.describe(), error=exc.strerror
+                    )
+                    self._file = None
+                    await trio.sleep(1.0)
+                    continue
+                self.health.state, self.health.detail = "ok", ""
+                self.health.delivered += len(rows)
+                await feed.delivered(rows)
+        finally:
+            if self._file is not None and self.path is not None:
+                self._file.close()
+                self._file = None
+
+
+def from_config(table: Table) -> LogSink:
+    name = table.name()
+    stdout = table.bool("stdout", False)
+    path = table.path_value("path", None)
+    if stdout == (path is not None):
+        raise table.error(
+            "path", 'set exactly one of path = "/var/log/event-bridge/events.jsonl" or stdout = true'
+        )
+    return LogSink(
+        name,
+        path=path,
+        max_bytes=table.int("max_bytes", 0, min=0),
+        backups=table.int("backups", 5, min=1, max=1000),
+    )

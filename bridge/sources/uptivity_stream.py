@@ -1,0 +1,180 @@
+"""Framing and parsing of the Uptivity Event Proxy's XML stream.
+
+The proxy writes one XML document after another on a TCP connection: first the
+``<RESULT>`` answering our ``EVENTS`` request, then ``<CALLCOPYEVENT>`` documents, with
+CRLF or nothing between them. TCP chops them anywhere. :class:`StreamSplitter` finds
+document boundaries in the byte stream (cheap ``bytes.find`` scans, no parser state to
+poison), and each complete document is parsed on its own by a hardened lxml parser:
+no DTD, no entity expansion, no network, bounded size. Anything that is not a
+well-formed document comes out as :class:`Junk` so the caller can quarantine it, and
+the splitter resyncs at the next ``<CALLCOPYEVENT``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from lxml import etree
+
+ROOTS = (b"CALLCOPYEVENT", b"RESULT")
+MAX_DOCUMENT_BYTES = 1024 * 1024
+_AFTER_NAME = (b">", b" ", b"\t", b"\r", b"\n", b"/")
+
+
+@dataclass(slots=True)
+class Document:
+    root: str
+    raw: bytes
+
+
+@dataclass(slots=True)
+class Junk:
+    raw: bytes
+    reason: str
+
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+    recover=False,
+)
+
+
+class ParseError(ValueError):
+    pass
+
+
+def parse_document(raw: bytes) -> etree._Element:
+    """Parse one complete document; refuse DTDs and entities outright."""
+    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
+        raise ParseError("document declares a DTD or entities (refused: no DTD processing)")
+    try:
+        root = etree.fromstring(raw, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise ParseError(f"malformed XML: {exc.msg} (line {exc.lineno}, column {exc.offset})") from None
+    for node in root.iter():
+        if isinstance(node, etree._Entity):
+            raise ParseError("document uses an undeclared entity reference")
+    return root
+
+
+def element_fields(element: etree._Element) -> dict[str, object]:
+    """Child elements as a dict: text as sent (no stripping), nested elements as dicts.
+
+    A tag that repeats becomes a list so nothing the vendor sent is dropped.
+    """
+    out: dict[str, object] = {}
+    for child in element:
+        if not isinstance(child.tag, str):
+            continue
+        value: object = element_fields(child) if len(child) else (child.text or "")
+        if child.tag in out:
+            existing = out[child.tag]
+            if isinstance(existing, list):
+                existing.append(value)
+            else:
+                out[child.tag] = [existing, value]
+        else:
+            out[child.tag] = value
+    return out
+
+
+class StreamSplitter:
+    """Incremental splitter: ``feed(bytes)`` yields Documents and Junk in stream order."""
+
+    def __init__(self, max_document_bytes: int = MAX_DOCUMENT_BYTES) -> None:
+        self.max_document_bytes = max_document_bytes
+        self._buf = bytearray()
+        self._discarding = False  # inside an oversized document: drop until a new start tag
+        self.discarded_bytes = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> Iterator[Document | Junk]:
+        self._buf += data
+        while True:
+            item = self._next()
+            if item is None:
+                return
+            yield item
+
+    def _find_start(self, start: int = 0, stop: int | None = None) -> tuple[int, bytes] | None:
+        """Earliest ``<ROOT`` (followed by '>' or whitespace) in buf[start:stop]."""
+        best: tuple[int, bytes] | None = None
+        limit = len(self._buf) if stop is None else stop
+        for root in ROOTS:
+            pos = start
+            while True:
+                pos = self._buf.find(b"<" + root, pos, limit)
+                if pos < 0:
+                    break
+                after = pos + 1 + len(root)
+                if after >= len(self._buf) or self._buf[after : after + 1] in _AFTER_NAME:
+                    break  # at the very end we can't tell yet: treat it as a start
+                pos = after
+            if pos >= 0:
+                best = (pos, root)
+                limit = pos  # another root only matters if it comes earlier
+        return best
+
+    def _next(self) -> Document | Junk | None:
+        buf = self._buf
+        if self._discarding:
+            found = self._find_start(1)
+            if found is None:
+                keep = 32  # a start tag may straddle reads
+                if len(buf) > keep:
+                    self.discarded_bytes += len(buf) - keep
+                    del buf[: len(buf) - keep]
+                return None
+            self.discarded_bytes += found[0]
+            del buf[: found[0]]
+            self._discarding = False
+        found = self._find_start()
+        if found is None:
+            stripped = bytes(buf).strip()
+            if not stripped:
+                buf.clear()
+                return None
+            if len(buf) > self.max_document_bytes:
+                junk = bytes(buf)
+                buf.clear()
+                return Junk(junk, f"{len(junk)} bytes of data that is not an event document")
+            return None  # maybe the start of a tag arrives with the next read
+        pos, root = found
+        if pos:
+            prefix = bytes(buf[:pos])
+            del buf[:pos]
+            if prefix.strip() and not _is_xml_declaration(prefix):
+                return Junk(prefix, "data between documents that is not an event document")
+        end_tag = b"</" + root + b">"
+        end_len = len(end_tag)
+        end = buf.find(end_tag)
+        if end < 0:
+            if len(buf) > self.max_document_bytes:
+                junk = bytes(buf[: self.max_document_bytes])
+                self._discarding = True
+                return Junk(junk, f"document exceeds {self.max_document_bytes} bytes without its closing tag")
+            return None
+        # A new start tag before our end tag means the earlier document was cut off.
+        nxt = self._find_start(1, end)
+        if nxt is not None:
+            junk = bytes(buf[: nxt[0]])
+            del buf[: nxt[0]]
+            return Junk(junk, "document cut off by the start of another document")
+        raw = bytes(buf[: end + end_len])
+        del buf[: end + end_len]
+        return Document(root.decode(), raw)
+
+
+def _is_xml_declaration(prefix: bytes) -> bool:
+    text = prefix.strip()
+    return text.startswith(b"<?xml") and text.endswith(b"?>") and text.count(b"<") == 1
