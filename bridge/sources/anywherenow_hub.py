@@ -1,0 +1,390 @@
+"""One SignalR connection to the AnywhereNow hub, bridged from signalrcore's threads into trio.
+
+signalrcore (1.0.x) runs a blocking receive thread per connection and calls back from it.
+This module keeps that world small and explicit:
+
+* The bridge negotiates itself (httpx: timeouts, TLS settings, cancellable) and hands
+  signalrcore a ready WebSocket URL with ``skip_negotiation``. signalrcore's own
+  negotiate uses urllib with no timeout, sends no ``negotiateVersion`` and, for
+  negotiate v1, would put the connectionId where the connectionToken belongs.
+* signalrcore's automatic reconnect is not used (it does not reliably report a
+  reconnection, and it is not started without it anyway): the source owns reconnection.
+* Every hub message crosses into trio only through ``trio.from_thread.run`` into a
+  bounded channel; when the channel is full the receive thread blocks (backpressure),
+  so nothing is dropped. A message that cannot cross (the trio side is gone) is
+  counted and logged as an error.
+* Frames signalrcore cannot parse would kill its receive loop; the protocol subclass
+  below hands them to the source for quarantine instead, and the connection stays up.
+* ``close()`` shuts the socket down (which wakes the blocked ``recv``), stops the
+  connection and joins the receive thread, so no thread outlives the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+import trio
+from signalrcore.hub.base_hub_connection import BaseHubConnection
+from signalrcore.hub_connection_builder import HubConnectionBuilder
+from signalrcore.messages.message_type import MessageType
+from signalrcore.messages.ping_message import PingMessage
+from signalrcore.protocol.json_hub_protocol import JsonHubProtocol
+
+RECORD_SEPARATOR = "\x1e"
+RECV_THREAD_NAME = "Signalrcore websocket client"
+
+
+class HubConnectError(Exception):
+    """Negotiate, upgrade or handshake failed; the message says which and why."""
+
+
+@dataclass
+class HubMessage:
+    """What crosses from the receive thread into trio."""
+
+    kind: str  # "invocation" (for our target) or "bad" (unparseable frame/record)
+    target: str
+    arguments: Any
+    raw: str
+    reason: str = ""
+
+
+class TolerantJsonHubProtocol(JsonHubProtocol):
+    """JSON hub protocol that reports bad records instead of raising in the receive thread."""
+
+    def __init__(self, on_bad: Callable[[str, str], None]) -> None:
+        super().__init__(version=1)
+        self._on_bad = on_bad
+
+    def parse_messages(self, raw: Any) -> list[Any]:
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", errors="replace")
+        result = []
+        for record in str(raw).split(self.record_separator):
+            if not record.strip():
+                continue
+            try:
+                data = json.loads(record)
+                if not isinstance(data, dict):
+                    raise ValueError("hub message is not a JSON object")
+                if not data:
+                    continue
+                message = self.get_message(dict(data))
+            except Exception as exc:  # every way a record can be wrong
+                self._on_bad(record, f"{type(exc).__name__}: {exc}")
+                continue
+            if message is None:
+                self._on_bad(record, "unknown hub message type")
+                continue
+            message.raw_record = record
+            result.append(message)
+        return result
+
+
+def websocket_url(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    return urlunsplit(parts._replace(scheme=scheme))
+
+
+def http_url(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return urlunsplit(parts._replace(scheme=scheme))
+
+
+def _with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    query.extend(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+async def negotiate(
+    client: httpx.AsyncClient, hub_url: str, headers: dict[str, str]
+) -> tuple[str, dict[str, str], str]:
+    """POST <hub>/negotiate?negotiateVersion=1; returns (websocket url, headers, connection id).
+
+    Follows a redirect answer (``url`` + ``accessToken``, as Azure SignalR gives) a few
+    times, as the official clients do.
+    """
+    url = http_url(hub_url)
+    headers = dict(headers)
+    for _ in range(5):
+        parts = urlsplit(url)
+        negotiate_url = urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/negotiate"))
+        negotiate_url = _with_query(negotiate_url, negotiateVersion="1")
+        try:
+            response = await client.post(negotiate_url, headers=headers, content=b"")
+        except httpx.HTTPError as exc:
+            raise HubConnectError(f"negotiate failed: {type(exc).__name__}: {exc}") from exc
+        if response.status_code != 200:
+            raise HubConnectError(
+                f"negotiate answered HTTP {response.status_code}"
+                + (" (check access_token / headers)" if response.status_code in (401, 403) else "")
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            raise HubConnectError("negotiate answered something that is not JSON") from None
+        if not isinstance(body, dict):
+            raise HubConnectError("negotiate answered JSON that is not an object")
+        if body.get("error"):
+            raise HubConnectError(f"negotiate refused: {body['error']}")
+        if body.get("url"):
+            url = http_url(str(body["url"]))
+            if body.get("accessToken"):
+                headers["Authorization"] = f"Bearer {body['accessToken']}"
+            continue
+        transports = body.get("availableTransports") or []
+        websockets = [
+            t for t in transports
+            if isinstance(t, dict) and t.get("transport") == "WebSockets"
+            and "Text" in (t.get("transferFormats") or [])
+        ]
+        if not websockets:
+            raise HubConnectError(
+                "the hub does not offer the WebSockets transport with text frames "
+                f"(offered: {[t.get('transport') for t in transports if isinstance(t, dict)]})"
+            )
+        version = body.get("negotiateVersion", 0)
+        token = body.get("connectionToken") if isinstance(version, int) and version >= 1 else None
+        connection_id = body.get("connectionId")
+        ident = token or connection_id
+        if not isinstance(ident, str) or not ident:
+            raise HubConnectError("negotiate answer has no connectionId/connectionToken")
+        return websocket_url(_with_query(url, id=ident)), headers, str(connection_id or ident)
+    raise HubConnectError("negotiate redirected too many times")
+
+
+class HubLink:
+    """One live hub connection; build a new one for every reconnect."""
+
+    def __init__(
+        self,
+        *,
+        target: str,
+        ssl_context: ssl.SSLContext,
+        send_channel: trio.MemorySendChannel[HubMessage],
+        log: Any,
+    ) -> None:
+        self.target = target
+        self.ssl_context = ssl_context
+        self.log = log
+        self._send = send_channel
+        self._token = trio.lowlevel.current_trio_token()
+        self._connection: BaseHubConnection | None = None
+        self._recv_thread: threading.Thread | None = None
+        self._stopping = False
+        self.opened = trio.Event()
+        self.closed = trio.Event()
+        self.close_reason = ""
+        self.last_received = time.monotonic()
+        self.blocked = False  # receive thread waiting for room in the channel
+        self.dropped = 0
+        self.id = uuid.uuid4().hex[:8]
+
+    # ---- called from signalrcore's threads -------------------------------------------
+
+    def _to_trio(self, item: HubMessage) -> None:
+        """Hand one message to trio, blocking while the channel is full (backpressure)."""
+        self.blocked = True
+        try:
+            trio.from_thread.run(self._send.send, item, trio_token=self._token)
+        except Exception as exc:  # trio side gone (shutdown) or channel closed
+            self.dropped += 1
+            try:
+                self.log.error(
+                    "anywherenow_message_not_delivered",
+                    reason=f"{type(exc).__name__}: {exc}",
+                    kind=item.kind,
+                    raw=item.raw,
+                    dropped_total=self.dropped,
+                )
+            except Exception:
+                pass
+        finally:
+            self.blocked = False
+            self.last_received = time.monotonic()
+
+    def _signal(self, event: trio.Event) -> None:
+        try:
+            trio.from_thread.run_sync(event.set, trio_token=self._token)
+        except Exception:
+            pass  # trio has finished: nobody is waiting any more
+
+    def _on_bad(self, raw: str, reason: str) -> None:
+        self.last_received = time.monotonic()
+        self._to_trio(HubMessage("bad", "", None, raw, reason))
+
+    def _on_messages(self, messages: list[Any]) -> None:
+        """Replaces the connection's dispatcher: ours first, the library for the rest."""
+        self.last_received = time.monotonic()
+        rest = []
+        for message in messages:
+            kind = message.type
+            if kind == MessageType.invocation or kind == MessageType.invocation.value:
+                target = getattr(message, "target", "")
+                raw = getattr(message, "raw_record", "")
+                # Hub method names match case-insensitively, as in the official clients.
+                if isinstance(target, str) and target.lower() == self.target.lower():
+                    self._to_trio(HubMessage("invocation", target, message.arguments, raw))
+                else:
+                    self.log.info("anywherenow_unhandled_target", target=target, raw=raw)
+                continue
+            if kind == MessageType.close or kind == MessageType.close.value:
+                error = getattr(message, "error", None)
+                self.close_reason = "hub sent Close" + (f": {error}" if error else "")
+            rest.append(message)
+        if rest and self._connection is not None:
+            BaseHubConnection.on_message(self._connection, rest)
+
+    def _on_open(self) -> None:
+        self._signal(self.opened)
+
+    def _on_close(self) -> None:
+        if not self.close_reason:
+            self.close_reason = "stopped by the bridge" if self._stopping else "connection closed"
+        self._signal(self.closed)
+
+    def _on_error(self, error: Any) -> None:
+        self.log.warning("anywherenow_hub_error", error=str(getattr(error, "error", error)))
+
+    # ---- trio side ---------------------------------------------------------------------
+
+    def _kill_socket(self) -> None:
+        transport = getattr(self._connection, "transport", None)
+        client = getattr(transport, "_client", None)
+        sock = getattr(client, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    async def _blocking(self, fn: Callable[[], Any], timeout: float, what: str) -> Any:
+        """Run a blocking signalrcore call in a thread; on timeout or cancel, unblock it
+        by shutting its socket down. Never abandons the thread."""
+        done = False
+        timed_out = False
+
+        async def watchdog() -> None:
+            nonlocal timed_out
+            try:
+                await trio.sleep(timeout)
+                timed_out = True
+            finally:
+                with trio.CancelScope(shield=True):
+                    while not done:
+                        self._kill_socket()
+                        await trio.sleep(0.05)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watchdog)
+            try:
+                return await trio.to_thread.run_sync(fn)
+            except Exception as exc:
+                if timed_out:
+                    raise HubConnectError(f"{what} timed out after {timeout:g}s") from exc
+                raise
+            finally:
+                done = True
+                nursery.cancel_scope.cancel()
+
+    async def connect(self, ws_url: str, headers: dict[str, str], timeout: float) -> None:
+        """Open the WebSocket and complete the SignalR handshake, or raise HubConnectError."""
+        builder = HubConnectionBuilder().with_url(
+            ws_url,
+            options={"skip_negotiation": True, "headers": dict(headers), "ssl_context": self.ssl_context},
+        )
+        builder.with_hub_protocol(TolerantJsonHubProtocol(self._on_bad))
+        connection = builder.build()
+        connection.on_message = self._on_messages  # type: ignore[method-assign]
+        connection.on_open(self._on_open)
+        connection.on_close(self._on_close)
+        connection.on_error(self._on_error)
+        self._connection = connection
+        try:
+            await self._blocking(connection.start, timeout, "WebSocket upgrade")
+        except HubConnectError:
+            await self.close()
+            raise
+        except Exception as exc:
+            await self.close()
+            raise HubConnectError(f"WebSocket upgrade failed: {type(exc).__name__}: {exc}") from exc
+        client = getattr(connection.transport, "_client", None)
+        self._recv_thread = getattr(client, "recv_thread", None)
+        with trio.move_on_after(timeout):
+            while not (self.opened.is_set() or self.closed.is_set()):
+                await trio.sleep(0.01)
+        if not self.opened.is_set():
+            reason = self.close_reason if self.closed.is_set() else f"no handshake answer in {timeout:g}s"
+            await self.close()
+            raise HubConnectError(f"SignalR handshake failed: {reason}")
+        self.last_received = time.monotonic()
+
+    def alive_problem(self, server_timeout: float) -> str | None:
+        """Why this connection should be considered dead, or None while it looks alive."""
+        if self.closed.is_set():
+            return self.close_reason or "connection closed"
+        transport = getattr(self._connection, "transport", None)
+        if transport is None or not transport.is_connected():
+            return "transport is not connected"
+        if self._recv_thread is None or not self._recv_thread.is_alive():
+            return "receive thread has stopped"
+        if not self.blocked and time.monotonic() - self.last_received > server_timeout:
+            return f"nothing received from the hub for {server_timeout:g}s (server timeout)"
+        return None
+
+    async def ping(self, timeout: float) -> None:
+        """Send a SignalR Ping (type 6) so the hub does not time us out."""
+        transport = getattr(self._connection, "transport", None)
+        if transport is None:
+            raise HubConnectError("no transport")
+        try:
+            await self._blocking(lambda: transport.send(PingMessage()), timeout, "ping")
+        except Exception as exc:
+            raise HubConnectError(f"ping failed: {type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Stop the connection and join its receive thread (safe to call twice)."""
+        self._stopping = True
+        connection = self._connection
+        if connection is None:
+            return
+        thread = self._recv_thread
+        if thread is None:
+            client = getattr(connection.transport, "_client", None)
+            thread = getattr(client, "recv_thread", None)
+
+        def stop() -> None:
+            self._kill_socket()
+            try:
+                connection.stop()
+            except Exception:
+                pass
+            transport = getattr(connection, "transport", None)
+            client = getattr(transport, "_client", None)
+            sock = getattr(client, "sock", None)
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(10)
+
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(stop)
+        if thread is not None and thread.is_alive():
+            self.log.error("anywherenow_thread_left_running", thread=thread.name)
