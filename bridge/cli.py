@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", "-c", default=DEFAULT_CONFIG)
     check.set_defaults(func=cmd_check_config)
 
+    from bridge import demo
+
+    demo_parser = sub.add_parser("demo", help="run the bridge against its built-in simulators (no setup needed)")
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(func=demo.cmd_demo)
+
     simulate = sub.add_parser("simulate", help="run a vendor simulator on loopback")
     vendors = simulate.add_subparsers(dest="vendor", required=True, metavar="VENDOR")
     for name in _simulator_names():

@@ -298,9 +298,9 @@ def parse(data: dict[str, Any], file: Path) -> BridgeConfig:
     boot.timezone = bridge.timezone("timezone")
     state_env = os.environ.get("STATE_DIRECTORY")  # systemd StateDirectory=
     state_default = state_env.split(":")[0] if state_env else "./state"
-    boot.state_dir = bridge.path_value("state_dir", state_default)
-    if isinstance(boot.state_dir, str):
-        boot.state_dir = Path(boot.state_dir).resolve()
+    # Relative paths in the file are relative to the file; the default is relative to
+    # the working directory (or systemd's StateDirectory=).
+    boot.state_dir = bridge.path_value("state_dir", None) or Path(state_default).resolve()
     log_level = bridge.str("log_level", "info", choices=("debug", "info", "warning", "error"))
     bridge.check_unknown()
 

@@ -17,6 +17,7 @@ import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 import trio
@@ -143,6 +144,10 @@ class UptivitySimulator:
         for sub in list(self.subscribers.values()):
             await sub.send.send((0, raw))
 
+    def _idle(self) -> bool:
+        done = self.count is not None and self.produced >= self.count
+        return done or self._paused or len(self.subscribers) < self.min_subscribers
+
     def pause(self, paused: bool = True) -> None:
         self._paused = paused
         self._notify()
@@ -169,8 +174,8 @@ class UptivitySimulator:
     async def _produce(self) -> None:
         interval = 1.0 / self.rate if self.rate > 0 else 0.0
         next_at = trio.current_time()
-        while self.count is None or self.produced < self.count:
-            while self._paused or len(self.subscribers) < self.min_subscribers:
+        while True:
+            while self._idle():
                 await self._wait_change()
                 next_at = trio.current_time()
             number = self.produced + 1
@@ -262,6 +267,11 @@ class UptivitySimulator:
         with trio.CancelScope(shield=True):
             await sub.stream.aclose()
         self._notify()
+
+
+def for_source(source: Any) -> UptivitySimulator:
+    """A demo simulator listening where ``source`` (an UptivitySource) connects."""
+    return UptivitySimulator(host=source.host, port=source.port, rate=2.0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

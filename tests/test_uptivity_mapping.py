@@ -1,0 +1,83 @@
+"""Each documented Uptivity example maps to the expected CloudEvent (golden files).
+
+Regenerate after an intended model change with ``UPDATE_GOLDEN=1 pytest tests/test_uptivity_mapping.py``
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bridge.model import event_id
+from bridge.simulators.uptivity_examples import EXAMPLES
+from bridge.sources.uptivity import parse_vendor_time, to_event
+from bridge.sources.uptivity_stream import element_fields, parse_document
+
+GOLDEN = Path(__file__).parent / "golden" / "uptivity"
+RECEIVED = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
+TZ = ZoneInfo("America/Chicago")
+
+
+def cloudevent_for(name: str) -> dict:
+    fields = element_fields(parse_document(EXAMPLES[name]))
+    event = to_event(fields, source_name="uptivity-main", tz=TZ, received=RECEIVED)
+    return event.to_cloudevent(event_id(event.digest(), 0))
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_documented_example_matches_golden(name: str) -> None:
+    actual = cloudevent_for(name)
+    path = GOLDEN / f"{name}.json"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(json.dumps(actual, indent=2, sort_keys=True) + "\n")
+    assert actual == json.loads(path.read_text())
+
+
+def test_all_seven_types_map_to_normalized_types() -> None:
+    types = {name: cloudevent_for(name)["type"] for name in EXAMPLES}
+    assert types == {
+        "CALLSTART": "call.started",
+        "CALLSTOP": "call.ended",
+        "RECORDINGSTARTED": "recording.started",
+        "RECORDINGSTOPPED": "recording.stopped",
+        "RECORDINGPAUSED": "recording.paused",
+        "RECORDINGRESUMED": "recording.resumed",
+        "RECORDINGUPDATE": "recording.saved",
+    }
+
+
+def test_starttime_without_zone_is_read_in_the_source_time_zone() -> None:
+    event = cloudevent_for("CALLSTART")
+    assert event["time"] == "2011-01-31T14:39:49.000-06:00"
+    assert parse_vendor_time("7/4/2020 2:00:00 AM", TZ).isoformat() == "2020-07-04T02:00:00-05:00"
+
+
+def test_event_without_vendor_time_uses_receive_time() -> None:
+    assert cloudevent_for("RECORDINGUPDATE")["time"] == "2026-11-22T09:00:00.000+00:00"
+
+
+def test_unknown_event_type_passes_through_with_all_fields() -> None:
+    doc = b"<CALLCOPYEVENT><EVENTCLASS>CALL</EVENTCLASS><EVENTTYPE> CALLUPDATE </EVENTTYPE><EVENTDATA><DEVICEID>42</DEVICEID><USER3>vip</USER3></EVENTDATA></CALLCOPYEVENT>"
+    event = to_event(element_fields(parse_document(doc)), source_name="s", tz=TZ, received=RECEIVED)
+    assert event.type == "vendor.uptivity.callupdate"
+    assert event.subject == "42"
+    assert event.data["user_fields"] == {"USER3": "vip"}
+    assert event.data["raw"]["EVENTTYPE"] == " CALLUPDATE "
+
+
+def test_ids_are_deterministic_and_differ_by_content_and_ordinal() -> None:
+    a = cloudevent_for("RECORDINGPAUSED")
+    b = cloudevent_for("RECORDINGPAUSED")
+    c = cloudevent_for("RECORDINGRESUMED")
+    assert a["id"] == b["id"] != c["id"]
+    fields = element_fields(parse_document(EXAMPLES["RECORDINGPAUSED"]))
+    event = to_event(fields, source_name="uptivity-main", tz=TZ, received=RECEIVED)
+    assert event_id(event.digest(), 1) != a["id"]
+    other_source = to_event(fields, source_name="other", tz=TZ, received=RECEIVED)
+    assert event_id(other_source.digest(), 0) != a["id"]
