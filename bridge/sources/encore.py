@@ -325,6 +325,7 @@ class EncoreSource:
         self._resume_at = 0.0
         self._client: SoapClient | None = None
         self._logged: set[Any] = set()
+        self._loaded = False
 
     # -- lifecycle --
 
@@ -332,6 +333,7 @@ class EncoreSource:
         """Poll forever; every failure is retried, nothing here returns on its own."""
         task_status.started()
         self._load_memory(ctx)
+        self._initial_targets()
         s = self.settings
         self._client = SoapClient(
             s.url,
@@ -354,6 +356,11 @@ class EncoreSource:
                 await self._client.aclose()
 
     def _load_memory(self, ctx: SourceContext) -> None:
+        """Persisted port states, on the first run only: when the supervisor restarts
+        ``run`` after a crash, ``ctx.state`` is older than what this object knows."""
+        if self._loaded:
+            return
+        self._loaded = True
         for key, value in ctx.state.items():
             if not key.startswith(STATE_KEY_PREFIX):
                 continue
@@ -361,6 +368,8 @@ class EncoreSource:
             memory = PortMemory.load(value)
             if memory is not None and port:
                 self.memory[(unit, port)] = memory
+
+    def _initial_targets(self) -> None:
         for unit, port in self.settings.ports:
             self.targets.setdefault((unit, port), Target(unit, port))
 
