@@ -535,6 +535,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restart-every", type=float, default=0.0, help="simulate a hub restart every N seconds (0 = never)")
     parser.add_argument("--no-v2", action="store_true", help="serve only the v1 REST routes")
     parser.add_argument("--agents-cannot-edit", action="store_true", help="capabilities answer AgentCanEditRecordings=false")
+    parser.add_argument("--no-wait", action="store_true", help="generate events even before the first client connects")
     parser.add_argument("--seed", type=int, default=None, help="random seed for generated calls")
     parser.add_argument("--certfile", default=None, help="serve HTTPS/WSS with this certificate (PEM)")
     parser.add_argument("--keyfile", default=None, help="private key for --certfile")
@@ -616,4 +617,7 @@ async def main(args: argparse.Namespace) -> None:
         if args.restart_every > 0:
             nursery.start_soon(_every, args.restart_every, restart)
         if args.rate > 0:
+            if not args.no_wait:
+                print("waiting for the first client before generating events", flush=True)
+                await sim.wait_for_clients(1, poll=0.1)
             nursery.start_soon(generate, sim, args.ucc or ["ucc-demo-name"], args.rate, args.count, args.seed)

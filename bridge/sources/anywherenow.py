@@ -219,7 +219,7 @@ class AnywhereNowSource:
                 reason, state = f"negotiate timed out after {s.connect_timeout * 2:g}s", "error"
             except (OSError, httpx.HTTPError, ssl.SSLError) as exc:
                 reason, state = f"{type(exc).__name__}: {exc}", "error"
-            if connected_at is not None and trio.current_time() - connected_at >= min(10.0, s.backoff_cap):
+            if connected_at is not None and trio.current_time() - connected_at >= min(5.0, s.backoff_cap):
                 backoff.reset()  # it was up for a while: this is a fresh failure, not a flapping hub
             delay = backoff.next()
             self.health.set(state, reason)

@@ -254,7 +254,11 @@ class HubLink:
 
     def _on_close(self) -> None:
         if not self.close_reason:
-            self.close_reason = "stopped by the bridge" if self._stopping else "connection closed"
+            self.close_reason = (
+                "stopped by the bridge"
+                if self._stopping
+                else "the hub closed the connection (no SignalR Close message) or the network dropped it"
+            )
         self._signal(self.closed)
 
     def _on_error(self, error: Any) -> None:
