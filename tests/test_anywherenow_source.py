@@ -7,9 +7,11 @@ network side is never mocked: signalrcore talks to the simulator's hub over real
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -217,7 +219,9 @@ async def test_stop_missed_while_disconnected_is_reconciled_after_reconnect(
     assert f"/attendantservice/api/v2/recording/{UCC}/call-a" in paths
 
 
-async def test_reconciliation_after_a_bridge_restart_uses_persisted_state(tmp_path: Path, nursery: trio.Nursery) -> None:
+async def test_reconciliation_after_a_bridge_restart_uses_persisted_state(
+    tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture
+) -> None:
     sim = AnywhereNowSimulator(v2_enabled=False)  # also proves the v1 fallback
     await nursery.start(sim.serve)
     emitter = MemoryEmitter()
@@ -238,6 +242,10 @@ async def test_reconciliation_after_a_bridge_restart_uses_persisted_state(tmp_pa
     assert later["call-y"].data["reconcile_reason"] == "session_not_found"
     assert emitter.state == {}
     assert any(r.path == f"/attendantservice/api/recording/{UCC}/call-x" for r in sim.requests)
+    # The REST ErrorMessage is logged with both its ErrorType and its Message.
+    (error,) = log_capture.events("anywherenow_rest_error_message")
+    assert error["correlation_id"] == "call-y" and error["error_type"] == 2
+    assert error["message"] == "No recording session found for this CorrelationId"
 
 
 async def test_malformed_invocations_are_logged_quarantined_and_the_connection_survives(
@@ -393,3 +401,34 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         bad = make_table({"name": "a", "hub_url": "https://x/h", "hub_ur1": "typo"}, tmp_path)
         anywherenow.from_config(bad)
         bad.check_unknown()
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_tls_is_verified_by_default_and_a_ca_bundle_can_be_trusted(
+    tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture
+) -> None:
+    cert, key = self_signed(tmp_path)
+    sim = AnywhereNowSimulator()
+    await nursery.start(partial(sim.serve, certfile=str(cert), keyfile=str(key)))
+    https = {"hub_url": sim.hub_url("https"), "rest_url": sim.rest_url("https")}
+    async with running_source(sim, tmp_path, **https) as (source, _):
+        await wait_for(lambda: log_capture.events("anywherenow_connect_failed"))
+        assert source.connections == 0 and "CERTIFICATE_VERIFY_FAILED" in source.health.detail
+    async with running_source(sim, tmp_path, ca_file=str(cert), **https) as (source, emitter):
+        await connected(source, sim)
+        await sim.send_state(UCC, "tls-call", 1)
+        await wait_for(lambda: emitter.types("tls-call") == ["recording.started"])
+    assert any(r.kind == "websocket" for r in sim.requests), "the event came over wss"
+    async with running_source(sim, tmp_path, verify_tls=False, **https) as (source, _):
+        await connected(source, sim)
+    assert log_capture.events("anywherenow_tls_verification_disabled")

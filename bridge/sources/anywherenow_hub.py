@@ -91,6 +91,21 @@ class TolerantJsonHubProtocol(JsonHubProtocol):
         return result
 
 
+def describe(exc: BaseException) -> str:
+    """Type and message of an exception and its causes (httpx hides TLS errors in them)."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(parts) < 4:
+        seen.add(id(current))
+        text = str(current).strip()
+        part = f"{type(current).__name__}: {text}" if text else type(current).__name__
+        if not parts or text not in parts[-1]:
+            parts.append(part)
+        current = current.__cause__ or current.__context__
+    return " <- ".join(parts)
+
+
 def websocket_url(url: str) -> str:
     parts = urlsplit(url)
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
@@ -127,7 +142,7 @@ async def negotiate(
         try:
             response = await client.post(negotiate_url, headers=headers, content=b"")
         except httpx.HTTPError as exc:
-            raise HubConnectError(f"negotiate failed: {type(exc).__name__}: {exc}") from exc
+            raise HubConnectError(f"negotiate failed: {describe(exc)}") from exc
         if response.status_code != 200:
             raise HubConnectError(
                 f"negotiate answered HTTP {response.status_code}"
@@ -325,7 +340,7 @@ class HubLink:
             raise
         except Exception as exc:
             await self.close()
-            raise HubConnectError(f"WebSocket upgrade failed: {type(exc).__name__}: {exc}") from exc
+            raise HubConnectError(f"WebSocket upgrade failed: {describe(exc)}") from exc
         client = getattr(connection.transport, "_client", None)
         self._recv_thread = getattr(client, "recv_thread", None)
         with trio.move_on_after(timeout):
@@ -358,7 +373,7 @@ class HubLink:
         try:
             await self._blocking(lambda: transport.send(PingMessage()), timeout, "ping")
         except Exception as exc:
-            raise HubConnectError(f"ping failed: {type(exc).__name__}: {exc}") from exc
+            raise HubConnectError(f"ping failed: {describe(exc)}") from exc
 
     async def close(self) -> None:
         """Stop the connection and join its receive thread (safe to call twice)."""

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
+from bridge.sources.anywherenow_hub import describe
 from bridge.sources.anywherenow_mapping import field
 
 
@@ -78,7 +79,7 @@ class RecordingApi:
                     self._url(version, tail), headers={"Accept": "application/json"}
                 )
             except httpx.HTTPError as exc:
-                raise RestError(f"{type(exc).__name__}: {exc}") from exc
+                raise RestError(describe(exc)) from exc
             body: Any = None
             if response.content:
                 try:
