@@ -196,7 +196,9 @@ def parse_duration(text: str | None) -> float | None:
         seconds = (
             parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
         )
-    return seconds if seconds >= 0 and seconds == seconds else None
+    if not seconds >= 0 or seconds == float("inf"):  # negative, NaN, infinite
+        return None
+    return int(seconds) if seconds.is_integer() else seconds
 
 
 @dataclass(frozen=True)
@@ -334,6 +336,8 @@ class EncoreSource:
         task_status.started()
         self._load_memory(ctx)
         self._initial_targets()
+        if self.settings.verify is False:
+            ctx.log.warning("encore_tls_verification_disabled", url=self.settings.url)
         s = self.settings
         self._client = SoapClient(
             s.url,

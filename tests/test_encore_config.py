@@ -1,0 +1,147 @@
+"""``[[sources.encore]]`` parsing, the example config, and the pure state/duration helpers."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.config import ConfigError, load, parse
+from bridge.sources.encore import (
+    NOT_RECORDING,
+    PAUSE,
+    RECORD,
+    SUSPENDED,
+    EncoreSettings,
+    EncoreSource,
+    normalize_state,
+    parse_duration,
+    plan_gap,
+    plan_transition,
+)
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "encore-only.example.toml"
+
+
+def build(tmp_path: Path, **encore: Any) -> EncoreSource:
+    data = {
+        "bridge": {"state_dir": str(tmp_path / "state")},
+        "sources": {"encore": [{"name": "enc", "url": "https://encore.example/WebAPI/ECAPI.svc", **encore}]},
+        "sinks": {"log": [{"name": "out", "stdout": True}]},
+    }
+    config = parse(data, tmp_path / "bridge.toml")
+    return config.sources[0]
+
+
+def test_example_config_loads_and_says_what_it_polls() -> None:
+    config = load(EXAMPLE)
+    (source,) = config.sources
+    assert isinstance(source, EncoreSource)
+    s = source.settings
+    assert s.url == "http://127.0.0.1:8086/WebAPI/ECAPI.svc"
+    assert (s.extensions, s.users, s.ports) == (["1234", "1235"], ["smith"], [("1", "7")])
+    assert (s.interval, s.max_in_flight, s.api_version, s.verify) == (1.0, 1, "auto", True)
+    assert s.namespace == "http://tempuri.org/" and s.soap_action == "{namespace}IECAPI/{operation}"
+    assert [sink.name for sink in config.sinks] == ["stdout"]
+
+
+def test_example_config_documents_every_key_it_accepts() -> None:
+    text = EXAMPLE.read_text()
+    keys = [
+        "url", "extensions", "users", "machine", "resolve_interval", "ports", "interval",
+        "max_in_flight", "api_version", "timeout", "misconfigured_recheck", "infer_transitions",
+        "duration_tolerance", "namespace", "soap_action", "max_response_bytes", "verify_tls",
+        "ca_file", "username", "password",
+    ]  # fmt: skip
+    for key in keys:
+        assert f"{key} =" in text or f"sources.encore.{key}" in text, key
+    # The commented-out defaults are the real defaults.
+    uncommented = re.sub(r"(?m)^# ([a-z_]+ = )", r"\1", text)
+    documented = tomllib.loads(uncommented)["sources"]["encore"][0]
+    defaults = EncoreSettings(name="x", url="http://x")
+    for key in ("interval", "max_in_flight", "api_version", "timeout", "misconfigured_recheck",
+                "infer_transitions", "duration_tolerance", "namespace", "soap_action",
+                "max_response_bytes", "resolve_interval"):  # fmt: skip
+        assert documented[key] == getattr(defaults, key), key
+    assert documented["verify_tls"] is True
+
+
+def test_settings_and_secrets(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    source = build(
+        tmp_path,
+        ports=[{"unit": "2", "port": 17}],
+        interval=0.5,
+        max_in_flight=2,
+        api_version="7.0",
+        ca_file=str(ca),
+        username="svc",
+        password="s3cret-value",
+        machine="BRIDGE01",
+    )
+    s = source.settings
+    assert s.ports == [("2", "17")] and s.interval == 0.5 and s.max_in_flight == 2
+    assert s.verify == str(ca) and s.auth == ("svc", "s3cret-value") and s.machine == "BRIDGE01"
+    assert source.legacy is True and source.vendor == "encore" and source.name == "enc"
+
+
+@pytest.mark.parametrize(
+    ("options", "key", "fragment"),
+    [
+        ({}, "sources.encore[0]", "nothing to poll"),
+        ({"extensions": ["1"], "url": "ftp://x/ECAPI.svc"}, "url", "http:// or https://"),
+        ({"extensions": ["1"], "soap_action": "{ns}/{operation}"}, "soap_action", "placeholders"),
+        ({"extensions": ["1"], "interval": 0.001}, "interval", "at least"),
+        ({"extensions": ["1"], "api_version": "8"}, "api_version", "must be one of"),
+        ({"extensions": ["1"], "username": "u"}, "password", "go together"),
+        ({"extensions": ["1"], "ca_file": "/nonexistent/ca.pem"}, "ca_file", "not a readable file"),
+        ({"ports": [{"unit": 1, "port": 2, "extension": "3"}]}, "ports[0].extension", "not a known key"),
+        ({"ports": [{"unit": 1}]}, "ports[0].port", "required"),
+        ({"extensions": ["1"], "intervall": 1}, "intervall", "not a known key"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path: Path, options: dict, key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build(tmp_path, **options)
+    assert key in info.value.key and fragment in info.value.message
+
+
+def test_states_are_normalized_from_every_documented_wording() -> None:
+    assert normalize_state("RECORD") == RECORD
+    assert normalize_state(" Recording ") == RECORD  # 7.0 Appendix A wording
+    assert normalize_state("Not  Recording") == NOT_RECORDING
+    assert normalize_state("Pause") == PAUSE
+    assert normalize_state("suspended") == SUSPENDED
+    assert normalize_state("DEFROSTING") is None and normalize_state(None) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("20", 20), ("0", 0), ("2.5", 2.5), ("PT1M5S", 65), ("P1DT1H", 90000), ("00:01:05", 65),
+     ("1.02:00:00.5", 93600.5), ("", None), ("-3", None), ("soon", None), ("P", None), ("nan", None)],
+)  # fmt: skip
+def test_state_duration_formats(text: str, seconds: float | None) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_transition_plan_matches_the_issue_table() -> None:
+    def kinds(before: str | None, after: str) -> list[tuple[str, bool]]:
+        return [(s.type, s.inferred) for s in plan_transition(before, after)]
+
+    assert kinds(NOT_RECORDING, RECORD) == [("recording.started", False)]
+    assert kinds(RECORD, PAUSE) == [("recording.paused", False)]
+    assert kinds(PAUSE, RECORD) == [("recording.resumed", False)]
+    assert kinds(RECORD, SUSPENDED) == [("recording.suspended", False)]
+    assert kinds(SUSPENDED, RECORD) == [("recording.resumed", False)]
+    for before in (RECORD, PAUSE, SUSPENDED):
+        assert kinds(before, NOT_RECORDING) == [("recording.stopped", False)]
+    assert kinds(NOT_RECORDING, PAUSE) == [("recording.started", True), ("recording.paused", False)]
+    assert kinds(None, NOT_RECORDING) == [] and kinds(RECORD, RECORD) == []
+    assert kinds(None, RECORD) == [("recording.started", False)]
+    assert [s.type for s in plan_gap(RECORD)] == ["recording.paused", "recording.resumed"]
+    assert [s.type for s in plan_gap(SUSPENDED)] == ["recording.resumed", "recording.suspended"]
+    assert all(s.inferred for s in plan_gap(PAUSE)) and plan_gap(NOT_RECORDING) == []
