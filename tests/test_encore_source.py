@@ -346,6 +346,7 @@ async def test_restart_announces_only_what_changed_while_down(tmp_path: Path) ->
                 sim.backdate(1, port, 100)
             await wait_for(lambda: len(h.emitter.events) == 3)
             await polls(sim, 8)
+        down_at = time.time()
         first_run = list(emitter.events)
         assert {e.subject for e in first_run} == {"1/1", "1/2", "1/4"}
         assert set(emitter.state) == {"port:1/1", "port:1/2", "port:1/4"}
@@ -362,7 +363,12 @@ async def test_restart_announces_only_what_changed_while_down(tmp_path: Path) ->
             await polls(sim, 12)
         nursery.cancel_scope.cancel()
 
-    second_run = [(e.subject, e.type, e.data["inferred"]) for e in emitter.events[len(first_run) :]]
+    later = emitter.events[len(first_run) :]
+    second_run = [(e.subject, e.type, e.data["inferred"]) for e in later]
+    # The inferred pause is dated no earlier than the last poll before the shutdown.
+    paused = next(e for e in later if e.type == "recording.paused")
+    resumed = next(e for e in later if e.type == "recording.resumed")
+    assert down_at - 1.0 <= paused.time.timestamp() <= resumed.time.timestamp()
     assert sorted(second_run) == [
         ("1/1", "recording.paused", True),
         ("1/1", "recording.resumed", True),
@@ -418,8 +424,12 @@ async def test_one_request_in_flight_by_default(tmp_path: Path) -> None:
     sim = EncoreSimulator(latency=0.01)
     ports = [("1", str(n)) for n in range(1, 11)]
     # The interval is shorter than the server needs: the sweep must stretch, not overlap.
-    async with source_running(sim, tmp_path, ports=ports, interval=0.02, extensions=["1234"]):
+    # Re-resolution runs beside the sweep and must share the same one-request limit.
+    async with source_running(
+        sim, tmp_path, ports=ports, interval=0.02, extensions=["1234"], resolve_interval=0.05
+    ):
         await polls(sim, 40)
+        await polls(sim, 3, op="InitStation")
     assert sim.max_concurrency == 1
 
 

@@ -263,7 +263,9 @@ class PortMemory:
     duration_seen: float = 0.0  # epoch seconds that duration value was first reported
 
     def dump(self) -> str:
-        return json.dumps({"state": self.state, "entered": round(self.entered, 3)})
+        return json.dumps(
+            {"state": self.state, "entered": round(self.entered, 3), "seen": round(self.seen, 3)}
+        )
 
     @classmethod
     def load(cls, text: str) -> PortMemory | None:
@@ -271,9 +273,10 @@ class PortMemory:
             data = json.loads(text)
             state = normalize_state(data["state"])
             entered = float(data["entered"])
-        except (ValueError, KeyError, TypeError):
+            seen = float(data.get("seen", entered))
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
-        return cls(state, entered, entered) if state else None
+        return cls(state, entered, max(seen, entered)) if state else None
 
 
 @dataclass
@@ -328,6 +331,7 @@ class EncoreSource:
         self._client: SoapClient | None = None
         self._logged: set[Any] = set()
         self._loaded = False
+        self._persisted: set[str] = set()
 
     # -- lifecycle --
 
@@ -358,6 +362,23 @@ class EncoreSource:
         finally:
             with trio.CancelScope(shield=True):
                 await self._client.aclose()
+                await self._save_last_seen(ctx)
+
+    async def _save_last_seen(self, ctx: SourceContext) -> None:
+        """On the way out, store when each port was last seen in its state, so events
+        inferred after the restart are dated no earlier than that (best effort)."""
+        state = {
+            f"{STATE_KEY_PREFIX}{unit}/{port}": memory.dump()
+            for (unit, port), memory in self.memory.items()
+            if memory.state != NOT_RECORDING or f"{STATE_KEY_PREFIX}{unit}/{port}" in self._persisted
+        }
+        if not state:
+            return
+        try:
+            with trio.move_on_after(2.0):
+                await ctx.emit([], state=state)
+        except Exception as exc:  # the outbox may already be gone; the state is only a hint
+            ctx.log.warning("encore_state_not_saved", error=repr(exc))
 
     def _load_memory(self, ctx: SourceContext) -> None:
         """Persisted port states, on the first run only: when the supervisor restarts
@@ -372,6 +393,7 @@ class EncoreSource:
             memory = PortMemory.load(value)
             if memory is not None and port:
                 self.memory[(unit, port)] = memory
+                self._persisted.add(key)
 
     def _initial_targets(self) -> None:
         for unit, port in self.settings.ports:
@@ -660,6 +682,7 @@ class EncoreSource:
         self._remember_duration(new_memory, duration, observed)
         key = f"{STATE_KEY_PREFIX}{target.unit}/{target.port}"
         await ctx.emit(events, state={key: new_memory.dump()})
+        self._persisted.add(key)
         self.memory[target.key] = new_memory
         for event in events:
             ctx.log.info(
