@@ -432,3 +432,27 @@ async def test_tls_is_verified_by_default_and_a_ca_bundle_can_be_trusted(
     async with running_source(sim, tmp_path, verify_tls=False, **https) as (source, _):
         await connected(source, sim)
     assert log_capture.events("anywherenow_tls_verification_disabled")
+
+
+async def test_a_stuck_upgrade_times_out_and_shutdown_during_it_leaves_no_thread(
+    tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture
+) -> None:
+    sim = AnywhereNowSimulator()
+    sim.hang_upgrades = True
+    await nursery.start(sim.serve)
+    async with running_source(sim, tmp_path, connect_timeout=0.3) as (source, _):
+        await wait_for(lambda: log_capture.events("anywherenow_connect_failed"))
+        assert "timed out" in source.health.detail
+        assert source.connections == 0
+    assert signalr_threads() == []
+    # Shutdown while signalrcore is blocked in the upgrade (long timeout): prompt, no thread left.
+    async with running_source(sim, tmp_path, connect_timeout=60.0) as (source, _):
+        await wait_for(lambda: sum(r.kind == "websocket" for r in sim.requests) >= 2)
+        await trio.sleep(0.1)
+    with trio.fail_after(5):
+        while signalr_threads():
+            await trio.sleep(0.01)
+    # The hub recovers: the bridge connects as soon as upgrades are answered again.
+    sim.hang_upgrades = False
+    async with running_source(sim, tmp_path) as (source, _):
+        await connected(source, sim)

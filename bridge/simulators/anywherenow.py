@@ -136,6 +136,7 @@ class AnywhereNowSimulator:
         self.agent_can_edit = agent_can_edit
         self.max_negotiate_version = max_negotiate_version
         self.available = True  # False: negotiate and WebSocket are refused (hub "down")
+        self.hang_upgrades = False  # True: WebSocket upgrades are never answered (a stuck proxy)
         self.calls: dict[tuple[str, str], CallRecord] = {}
         self.requests: list[RequestRecord] = []
         self.client_messages: list[dict[str, Any]] = []  # non-ping messages clients sent
@@ -333,6 +334,8 @@ class AnywhereNowSimulator:
         if first["type"] != "websocket.connect":
             return
         record = self._record("websocket", scope)
+        if self.hang_upgrades:
+            await trio.sleep_forever()
         if scope["path"].rstrip("/") != self.hub_path:
             await send({"type": "websocket.close", "code": 1008})
             return

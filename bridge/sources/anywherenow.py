@@ -163,6 +163,7 @@ class AnywhereNowSource:
         self.reconciliations = 0  # completed reconcile passes
         self._capability_send: trio.MemorySendChannel[str] | None = None
         self._checked_uccs: set[str] = set()
+        self._inflight: trio.CancelScope | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -251,9 +252,23 @@ class AnywhereNowSource:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch, link, nursery.cancel_scope)
                 nursery.start_soon(self._consume, ctx, api, receive)
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    if not nursery.cancel_scope.cancel_called:
+                        # Cancelled from outside: the bridge is shutting down. Bound the
+                        # emit in flight so shutdown cannot hang on a stuck outbox.
+                        self._bound_inflight()
         finally:
-            await self._shutdown_link(ctx, link, send, receive)
+            # Outside cancellation shows as an already-expired deadline here.
+            shutting_down = trio.current_effective_deadline() == -math.inf
+            await self._shutdown_link(ctx, link, send, receive, bounded=shutting_down)
         return connected_at, link.close_reason or "connection closed"
+
+    def _bound_inflight(self) -> None:
+        scope = self._inflight
+        if scope is not None:
+            scope.deadline = min(scope.deadline, trio.current_time() + self.settings.drain_timeout)
 
     async def _watch(self, link: HubLink, scope: trio.CancelScope) -> None:
         """Liveness: keep pinging the hub and end the session as soon as the link is dead."""
@@ -282,13 +297,19 @@ class AnywhereNowSource:
         link: HubLink,
         send: trio.MemorySendChannel[HubMessage],
         receive: trio.MemoryReceiveChannel[HubMessage],
+        *,
+        bounded: bool,
     ) -> None:
-        """Stop the connection, and commit what it had already delivered before it went."""
+        """Stop the connection, and commit what it had already delivered before it went.
+
+        On a reconnect this waits as long as the emitter needs (nothing may be lost); on
+        shutdown it gives up after ``drain_timeout`` and logs how much was left.
+        """
         s = self.settings
         with trio.CancelScope(shield=True):
 
             async def drain() -> None:
-                with trio.move_on_after(s.drain_timeout) as scope:
+                with trio.move_on_after(s.drain_timeout if bounded else math.inf) as scope:
                     async for item in receive:
                         await self._process(ctx, [item])
                 if scope.cancelled_caught:
@@ -314,10 +335,16 @@ class AnywhereNowSource:
                     batch.append(receive.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
-            # A taken message must reach the emitter even if shutdown starts meanwhile.
-            with trio.move_on_after(self.settings.drain_timeout) as scope:
-                scope.shield = True
-                await self._process(ctx, batch)
+            # A taken message must reach the emitter even if the session ends meanwhile;
+            # on shutdown _bound_inflight() gives this a deadline.
+            with trio.CancelScope(shield=True) as scope:
+                self._inflight = scope
+                try:
+                    await self._process(ctx, batch)
+                finally:
+                    self._inflight = None
+            if scope.cancelled_caught:
+                ctx.log.error("anywherenow_emit_abandoned_at_shutdown", messages=len(batch))
 
     def _quarantine(self, ctx: SourceContext, reason: str, raw: str) -> None:
         try:

@@ -308,17 +308,22 @@ class HubLink:
                         self._kill_socket()
                         await trio.sleep(0.05)
 
+        result: Any = None
+        error: Exception | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watchdog)
             try:
-                return await trio.to_thread.run_sync(fn)
-            except Exception as exc:
-                if timed_out:
-                    raise HubConnectError(f"{what} timed out after {timeout:g}s") from exc
-                raise
+                result = await trio.to_thread.run_sync(fn)
+            except Exception as exc:  # raised below, outside the nursery (no ExceptionGroup)
+                error = exc
             finally:
                 done = True
                 nursery.cancel_scope.cancel()
+        if error is not None:
+            if timed_out:
+                raise HubConnectError(f"{what} timed out after {timeout:g}s") from error
+            raise error
+        return result
 
     async def connect(self, ws_url: str, headers: dict[str, str], timeout: float) -> None:
         """Open the WebSocket and complete the SignalR handshake, or raise HubConnectError."""
