@@ -24,8 +24,8 @@ import trio
 
 from bridge.model import Event, event_id
 
-PENDING, DELIVERED, DEAD = 0, 1, 2
-STATE_NAMES = {PENDING: "pending", DELIVERED: "delivered", DEAD: "dead"}
+PENDING, DELIVERED, DEAD, SKIPPED = 0, 1, 2, 3
+STATE_NAMES = {PENDING: "pending", DELIVERED: "delivered", DEAD: "dead", SKIPPED: "skipped"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -230,6 +230,15 @@ class Outbox:
             self.db.executemany(
                 "UPDATE deliveries SET state=1, attempts=attempts+1, updated_at=?, last_error=NULL "
                 "WHERE sink=? AND seq=?",
+                [(now, sink, s) for s in seqs],
+            )
+
+    def mark_skipped(self, sink: str, seqs: Sequence[int]) -> None:
+        """Events the sink's filters do not want: settled without a delivery."""
+        now = time.time()
+        with self.db:
+            self.db.executemany(
+                "UPDATE deliveries SET state=3, updated_at=? WHERE sink=? AND seq=?",
                 [(now, sink, s) for s in seqs],
             )
 

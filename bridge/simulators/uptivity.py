@@ -197,6 +197,13 @@ class UptivitySimulator:
                 await trio.sleep(0)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
+        """One subscriber; a peer that vanishes (reset, kill -9) just ends its connection."""
+        try:
+            await self._subscribe(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def _subscribe(self, stream: trio.SocketStream) -> None:
         self.connections += 1
         request = await self._read_request(stream)
         if request is None:

@@ -55,6 +55,10 @@ class SinkFeed:
             await self.outbox.call(self.outbox.sync.mark_delivered, self.sink, [r.seq for r in rows])
             self._observe(rows, "delivered")
 
+    async def skipped(self, rows: Sequence[Row]) -> None:
+        if rows:
+            await self.outbox.call(self.outbox.sync.mark_skipped, self.sink, [r.seq for r in rows])
+
     async def retry(self, row: Row, *, next_at: float, status: int | None, error: str) -> None:
         await self.outbox.call(
             self.outbox.sync.mark_retry, self.sink, row.seq, next_at=next_at, status=status, error=error

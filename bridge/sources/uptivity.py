@@ -205,7 +205,7 @@ class UptivitySource:
         try:
             with trio.fail_after(self.connect_timeout):
                 stream = await trio.open_tcp_stream(self.host, self.port)
-        except TimeoutError:
+        except trio.TooSlowError:
             return f"connect timed out after {self.connect_timeout}s"
         except OSError as exc:
             return f"connect failed: {exc.strerror or exc}"

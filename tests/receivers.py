@@ -1,0 +1,82 @@
+"""A scriptable HTTP receiver for webhook tests (served by hypercorn on loopback)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+
+@dataclass
+class Request:
+    headers: dict[str, str]
+    body: bytes
+    at: float
+    status: int
+
+    def events(self) -> list[dict[str, Any]]:
+        payload = json.loads(self.body)
+        if isinstance(payload, list):
+            return payload
+        if "ce-id" in self.headers:
+            return [{"id": self.headers["ce-id"], "subject": self.headers.get("ce-subject"), "data": payload}]
+        return [payload]
+
+
+Behaviour = Callable[["Receiver", dict[str, str], bytes], Awaitable[int | tuple[int, dict[str, str], bytes]]]
+
+
+async def accept(receiver: Receiver, headers: dict[str, str], body: bytes) -> int:
+    return 204
+
+
+class Receiver:
+    """Records every request; ``behaviour`` decides the answer (status or (status, headers, body))."""
+
+    def __init__(self, behaviour: Behaviour = accept) -> None:
+        self.behaviour = behaviour
+        self.requests: list[Request] = []
+        self.concurrent = 0
+        self.max_concurrent = 0
+
+    def delivered_ids(self) -> list[str]:
+        return [e["id"] for r in self.requests if 200 <= r.status < 300 for e in r.events()]
+
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        self.concurrent += 1
+        self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        try:
+            answer = await self.behaviour(self, headers, body)
+        finally:
+            self.concurrent -= 1
+        status, extra, payload = (answer, {}, b"") if isinstance(answer, int) else answer
+        self.requests.append(Request(headers, body, time.time(), status))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.encode(), v.encode()) for k, v in extra.items()],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+async def sleep_then(seconds: float, status: int = 204) -> int:
+    await trio.sleep(seconds)
+    return status
