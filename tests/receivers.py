@@ -8,8 +8,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import trio
-
 
 @dataclass
 class Request:
@@ -75,8 +73,3 @@ class Receiver:
             }
         )
         await send({"type": "http.response.body", "body": payload})
-
-
-async def sleep_then(seconds: float, status: int = 204) -> int:
-    await trio.sleep(seconds)
-    return status

@@ -82,7 +82,7 @@ async def test_kill_9_at_random_moments_loses_nothing_that_was_read(tmp_path: Pa
         before = sim.connections
         proc = start_bridge(config, log)
         try:
-            await wait_for(lambda: sim.connections > before and sim.subscribers, timeout=30)
+            await wait_for(lambda b=before: sim.connections > b and sim.subscribers, timeout=30)
             await trio.sleep(rng.uniform(0.05, 0.6))
         finally:
             proc.send_signal(signal.SIGKILL)
@@ -94,7 +94,7 @@ async def test_kill_9_at_random_moments_loses_nothing_that_was_read(tmp_path: Pa
     before = sim.connections
     proc = start_bridge(config, log)
     try:
-        await wait_for(lambda: sim.connections > before and sim.subscribers, timeout=30)
+        await wait_for(lambda b=before: sim.connections > b and sim.subscribers, timeout=30)
         await trio.sleep(0.3)
         sim.count = sim.produced
         final_connection = max(sim.written())

@@ -19,7 +19,7 @@ from bridge.outbox import DEAD, SKIPPED, Outbox
 from bridge.simulators.asgi import serve_asgi
 from bridge.simulators.uptivity import UptivitySimulator
 from tests.helpers import read_jsonl, running_bridge, wait_for, write_config
-from tests.receivers import Receiver, sleep_then
+from tests.receivers import Receiver
 
 SECRET_OLD = "whsec_" + base64.b64encode(b"old-secret-0123456789abcdef").decode()
 SECRET_NEW = "whsec_" + base64.b64encode(b"new-secret-0123456789abcdef").decode()
