@@ -6,11 +6,13 @@ does (state and events together), so restarts can be exercised without the outbo
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -452,3 +454,41 @@ async def test_event_ids_are_stable_for_the_same_transition(tmp_path: Path) -> N
     assert event.identity["at"] == round(event.time.timestamp())
     assert event.digest() == replace(event, data={}).digest()  # identity, not data, decides
     assert event.time.tzinfo is UTC
+
+
+# -- TLS --------------------------------------------------------------------------------
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_https_is_verified_by_default_and_a_ca_bundle_can_be_trusted(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    sim = EncoreSimulator()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(partial(sim.serve, certfile=str(cert), keyfile=str(key)))
+        url = f"https://127.0.0.1:{port}/WebAPI/ECAPI.svc"
+        outcomes = {}
+        for label, verify in (("default", True), ("ca_file", str(cert)), ("off", False)):
+            emitter, log = MemoryEmitter(), RecordingLog()
+            source = EncoreSource(replace(settings_for(port, ports=[("1", "1")]), url=url, verify=verify))
+            ctx = SourceContext(emitter, Quarantine(tmp_path / "q"), {}, log)
+            async with trio.open_nursery() as inner:
+                await inner.start(source.run, ctx)
+                await wait_for(lambda s=source: s.health.state != "starting")
+                outcomes[label] = (source.health.state, source.health.detail, log)
+                inner.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
+    state, detail, _ = outcomes["default"]
+    assert state == "error" and "CERTIFICATE_VERIFY_FAILED" in detail
+    assert outcomes["ca_file"][0] == "polling"
+    off_state, _, off_log = outcomes["off"]
+    assert off_state == "polling" and off_log.named("encore_tls_verification_disabled")

@@ -25,6 +25,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import trio
@@ -421,10 +422,12 @@ class EncoreSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
+        certfile: str | None = None,
+        keyfile: str | None = None,
         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve over HTTP until cancelled; reports the bound TCP port."""
-        await serve_asgi(self.app, host, port, task_status=task_status)
+        """Serve over HTTP (HTTPS with ``certfile``) until cancelled; reports the bound port."""
+        await serve_asgi(self.app, host, port, certfile=certfile, keyfile=keyfile, task_status=task_status)
 
 
 def _xml_text(text: str) -> str:
@@ -490,6 +493,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="InitUser for USER answers 655 (repeatable)",
     )
     parser.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="service target namespace")
+    parser.add_argument("--certfile", default=None, help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--keyfile", default=None, help="private key for --certfile (PEM)")
 
 
 def build(args: argparse.Namespace) -> EncoreSimulator:
@@ -512,8 +517,10 @@ async def main(args: argparse.Namespace) -> None:
     """Serve until Ctrl-C, printing the endpoint URL to use as ``url`` in the config."""
     sim = build(args)
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(sim.serve, args.host, args.port)
+        serve = partial(sim.serve, args.host, args.port, certfile=args.certfile, keyfile=args.keyfile)
+        port = await nursery.start(serve)
+        scheme = "https" if args.certfile else "http"
         print(
-            f"Encore Web API {sim.api_version} simulator on http://{args.host}:{port}/WebAPI/ECAPI.svc",
+            f"Encore Web API {sim.api_version} simulator on {scheme}://{args.host}:{port}/WebAPI/ECAPI.svc",
             flush=True,
         )

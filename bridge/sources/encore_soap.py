@@ -12,6 +12,7 @@ the next request is sent": the client therefore limits requests in flight per en
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -208,6 +209,13 @@ def parse_response(operation: str, raw: bytes, status: int) -> SoapResponse:
     return SoapResponse(operation, leaf_fields(item), raw, status)
 
 
+def tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
+    """True (system CAs), False (no verification) or a CA bundle file to trust instead."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
+
+
 class SoapClient:
     """Calls operations on one endpoint, never more than ``max_in_flight`` at a time."""
 
@@ -228,7 +236,9 @@ class SoapClient:
         self.soap_action = soap_action
         self.max_response_bytes = max_response_bytes
         self.limiter = trio.CapacityLimiter(max_in_flight)
-        self._http = httpx.AsyncClient(timeout=timeout, verify=verify, auth=auth, follow_redirects=False)
+        self._http = httpx.AsyncClient(
+            timeout=timeout, verify=tls_verify(verify), auth=auth, follow_redirects=False
+        )
 
     def action(self, operation: str) -> str:
         return self.soap_action.format(namespace=self.namespace, operation=operation)
@@ -264,5 +274,18 @@ class SoapClient:
                         )
                 return resp.status_code, b"".join(chunks)
         except httpx.HTTPError as exc:
-            kind = type(exc).__name__
-            raise SoapTransportError(operation, f"{kind}: {exc or 'no detail'}") from None
+            raise SoapTransportError(operation, describe(exc)) from None
+
+
+def describe(exc: BaseException) -> str:
+    """``ConnectError: [SSL: CERTIFICATE_VERIFY_FAILED] …``: the type plus the first cause
+    that says something (httpx often wraps the real reason with an empty message)."""
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).strip()
+        if text:
+            return f"{type(exc).__name__}: {text}"
+        current = current.__cause__ or current.__context__
+    return f"{type(exc).__name__}: no detail"
