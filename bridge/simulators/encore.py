@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -50,6 +50,7 @@ SUSPENDED = "SUSPENDED"
 
 DATACONTRACT_NS = "http://schemas.datacontract.org/2004/07/ECAPI"
 MAX_REQUEST_BYTES = 256 * 1024
+HISTORY = 100_000
 
 MESSAGES = {
     100: "Command executed as expected",
@@ -127,7 +128,10 @@ class EncoreSimulator:
         self.in_flight = 0
         self.max_concurrency = 0
         self.calls: Counter[str] = Counter()
-        self.requests: list[tuple[str, dict[str, str]]] = []
+        # The most recent requests (operation, parameters) and arrival times (monotonic),
+        # bounded so a long-running simulator does not grow without end.
+        self.requests: deque[tuple[str, dict[str, str]]] = deque(maxlen=HISTORY)
+        self.arrivals: deque[float] = deque(maxlen=HISTORY)
 
     # -- scripting API -------------------------------------------------------------
 
@@ -389,6 +393,7 @@ class EncoreSimulator:
             return
         self.in_flight += 1
         self.max_concurrency = max(self.max_concurrency, self.in_flight)
+        self.arrivals.append(time.monotonic())
         try:
             status, body, ctype = await self._answer(scope, receive)
             await send(
