@@ -313,6 +313,8 @@ async def test_extensions_and_users_resolve_to_ports(tmp_path: Path) -> None:
             (f.get("extension") or f.get("user"), f["code"]) for f in h.log.named("encore_resolve_failed")
         }
         assert failures == {("7777", 660), ("ghost", 655)}
+        assert "extension 7777 (660)" in h.source.health.detail
+        assert "user ghost (655)" in h.source.health.detail
         init_user = [p for op, p in sim.requests if op == "InitUser"]
         assert {"User": "smith", "Machine": "smith"} in init_user
 

@@ -324,6 +324,7 @@ class EncoreSource:
         self.resolved: dict[tuple[str, str], tuple[str, str]] = {}  # origin -> unit/port
         self.memory: dict[tuple[str, str], PortMemory] = {}
         self.port_health: dict[tuple[str, str], PortHealth] = {}
+        self.unresolved: dict[tuple[str, str], str] = {}  # (kind, value) -> why
         self.duration_static = False
         self._wall = wall_clock
         self._backoff = Backoff(base=0.5, cap=30.0)
@@ -471,6 +472,7 @@ class EncoreSource:
         try:
             resp = await self._call(op, params)
         except SoapError as exc:
+            self.unresolved[(kind, value)] = type(exc).__name__
             self._once(
                 ctx,
                 ("resolve", kind, value, "error"),
@@ -484,6 +486,7 @@ class EncoreSource:
         unit, port = (resp.get("Unit") or "").strip(), (resp.get("Port") or "").strip()
         if code == SUCCESS and unit and port and (unit, port) != ("0", "0"):
             self._clear(("resolve", kind, value, "error"))
+            self.unresolved.pop((kind, value), None)
             previous = self.resolved.get((kind, value))
             if previous != (unit, port):
                 self.resolved[(kind, value)] = (unit, port)
@@ -495,6 +498,7 @@ class EncoreSource:
                     previous=f"{previous[0]}/{previous[1]}" if previous else None,
                 )
             return True
+        self.unresolved[(kind, value)] = str(code)
         self._once(
             ctx,
             ("resolve", kind, value, "error"),
@@ -632,8 +636,13 @@ class EncoreSource:
 
     def _update_health(self, ctx: SourceContext) -> None:
         bad = [k for k, h in self.port_health.items() if h.misconfigured is not None and k in self.targets]
-        detail = f"{len(bad)} misconfigured port(s): {', '.join('/'.join(k) for k in bad)}" if bad else ""
-        self._set_health(ctx, "polling", detail)
+        problems = []
+        if bad:
+            problems.append(f"{len(bad)} misconfigured port(s): {', '.join('/'.join(k) for k in bad)}")
+        if self.unresolved:
+            items = ", ".join(f"{kind} {value} ({why})" for (kind, value), why in self.unresolved.items())
+            problems.append(f"unresolved: {items}")
+        self._set_health(ctx, "polling", "; ".join(problems))
 
     # -- states to events --
 
