@@ -456,3 +456,16 @@ async def test_a_stuck_upgrade_times_out_and_shutdown_during_it_leaves_no_thread
     sim.hang_upgrades = False
     async with running_source(sim, tmp_path) as (source, _):
         await connected(source, sim)
+
+
+async def test_a_refused_handshake_is_reported_with_the_hub_error(
+    tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture
+) -> None:
+    sim = AnywhereNowSimulator()
+    sim.handshake_error = "Protocol version 1 is not supported here"
+    await nursery.start(sim.serve)
+    async with running_source(sim, tmp_path, connect_timeout=30.0) as (source, _):
+        await wait_for(lambda: log_capture.events("anywherenow_connect_failed"), timeout=10)
+        assert "Protocol version 1 is not supported here" in source.health.detail
+        assert source.connections == 0
+    assert signalr_threads() == []

@@ -137,6 +137,7 @@ class AnywhereNowSimulator:
         self.max_negotiate_version = max_negotiate_version
         self.available = True  # False: negotiate and WebSocket are refused (hub "down")
         self.hang_upgrades = False  # True: WebSocket upgrades are never answered (a stuck proxy)
+        self.handshake_error: str | None = None  # refuse every SignalR handshake with this error
         self.calls: dict[tuple[str, str], CallRecord] = {}
         self.requests: list[RequestRecord] = []
         self.client_messages: list[dict[str, Any]] = []  # non-ping messages clients sent
@@ -354,18 +355,30 @@ class AnywhereNowSimulator:
                 nursery.start_soon(self._writer, client, incoming, send, nursery.cancel_scope)
                 nursery.start_soon(self._pinger, client)
                 await self._reader(client, receive)
+                self._clients.pop(client.id, None)
+                client.ready = False
+                # Let the writer flush what is queued (e.g. a handshake error), then end.
+                _push(client, ("end", None))
+                await trio.sleep(2.0)
                 nursery.cancel_scope.cancel()
         finally:
             self._clients.pop(client.id, None)
 
     async def _writer(self, client: _Client, incoming: Any, send: Any, scope: trio.CancelScope) -> None:
         async for kind, value in incoming:
+            if kind == "end":
+                scope.cancel()
+                return
             if client.silent:
                 continue
-            if kind == "text":
-                await send({"type": "websocket.send", "text": value})
-            elif kind == "close":
-                await send({"type": "websocket.close", "code": value})
+            try:
+                if kind == "text":
+                    await send({"type": "websocket.send", "text": value})
+                elif kind == "close":
+                    await send({"type": "websocket.close", "code": value})
+                    scope.cancel()
+                    return
+            except Exception:  # the client is already gone
                 scope.cancel()
                 return
 
@@ -414,9 +427,10 @@ class AnywhereNowSimulator:
             request = json.loads(record)
         except ValueError:
             request = None
-        if not isinstance(request, dict) or request.get("protocol") != "json":
+        if not isinstance(request, dict) or request.get("protocol") != "json" or self.handshake_error:
             protocol = request.get("protocol") if isinstance(request, dict) else None
-            _push(client, ("text", json.dumps({"error": f"Requested protocol '{protocol}' is not available."}) + RS))
+            error = self.handshake_error or f"Requested protocol '{protocol}' is not available."
+            _push(client, ("text", json.dumps({"error": error}) + RS))
             _push(client, ("close", 1002))
             return False
         client.handshake = request

@@ -62,9 +62,21 @@ class HubMessage:
 class TolerantJsonHubProtocol(JsonHubProtocol):
     """JSON hub protocol that reports bad records instead of raising in the receive thread."""
 
-    def __init__(self, on_bad: Callable[[str, str], None]) -> None:
+    def __init__(self, on_bad: Callable[[str, str], None], on_handshake_error: Callable[[str], None]) -> None:
         super().__init__(version=1)
         self._on_bad = on_bad
+        self._on_handshake_error = on_handshake_error
+
+    def decode_handshake(self, raw_message: str) -> Any:
+        # signalrcore logs a refused handshake but reports no close: tell the link.
+        try:
+            response, messages = super().decode_handshake(raw_message)
+        except Exception as exc:
+            self._on_handshake_error(f"unreadable handshake response {raw_message!r}: {exc}")
+            raise
+        if response.error:
+            self._on_handshake_error(str(response.error))
+        return response, messages
 
     def parse_messages(self, raw: Any) -> list[Any]:
         if isinstance(raw, bytes):
@@ -264,6 +276,10 @@ class HubLink:
         if rest and self._connection is not None:
             BaseHubConnection.on_message(self._connection, rest)
 
+    def _on_handshake_error(self, error: str) -> None:
+        self.close_reason = f"hub refused the SignalR handshake: {error}"
+        self._signal(self.closed)
+
     def _on_open(self) -> None:
         self._signal(self.opened)
 
@@ -331,7 +347,7 @@ class HubLink:
             ws_url,
             options={"skip_negotiation": True, "headers": dict(headers), "ssl_context": self.ssl_context},
         )
-        builder.with_hub_protocol(TolerantJsonHubProtocol(self._on_bad))
+        builder.with_hub_protocol(TolerantJsonHubProtocol(self._on_bad, self._on_handshake_error))
         connection = builder.build()
         connection.on_message = self._on_messages  # type: ignore[method-assign]
         connection.on_open(self._on_open)
@@ -350,6 +366,11 @@ class HubLink:
         self._recv_thread = getattr(client, "recv_thread", None)
         with trio.move_on_after(timeout):
             while not (self.opened.is_set() or self.closed.is_set()):
+                if connection.transport is not None and connection.transport.is_disconnected():
+                    # signalrcore reports no close for a connection that never opened.
+                    self.close_reason = self.close_reason or "the hub closed the connection during the SignalR handshake"
+                    self.closed.set()
+                    break
                 await trio.sleep(0.01)
         if not self.opened.is_set():
             reason = self.close_reason if self.closed.is_set() else f"no handshake answer in {timeout:g}s"
