@@ -469,3 +469,15 @@ async def test_a_refused_handshake_is_reported_with_the_hub_error(
         assert "Protocol version 1 is not supported here" in source.health.detail
         assert source.connections == 0
     assert signalr_threads() == []
+
+
+async def test_a_burst_arrives_complete_and_in_order(tmp_path: Path, nursery: trio.Nursery) -> None:
+    sim = AnywhereNowSimulator()
+    await nursery.start(sim.serve)
+    async with running_source(sim, tmp_path, queue_size=64) as (source, emitter):
+        await connected(source, sim)
+        for i in range(3000):
+            await sim.send_state(UCC, f"burst-{i}", 6)
+        await wait_for(lambda: len(emitter.events) == 3000, timeout=60)
+    assert [e.subject for e in emitter.events] == [f"burst-{i}" for i in range(3000)]
+    assert source.connections == 1
