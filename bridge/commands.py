@@ -8,7 +8,9 @@ so receivers deduplicate them like any retry.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -82,6 +84,47 @@ def cmd_replay(args: argparse.Namespace, load_config: Callable[[str], Any]) -> i
         outbox.close()
 
 
+def _tail_line(event: dict[str, Any]) -> str:
+    data = event.get("data") or {}
+    detail = " ".join(
+        f"{k}={data[k]}"
+        for k in ("device_id", "ucc_name", "unit", "port", "agent_id", "global_call_id", "state")
+        if isinstance(data, dict) and data.get(k) not in (None, "")
+    )
+    return f"{event.get('time', '')[:23]:<23} {event.get('type', '?'):<22} {event.get('source', '')}  subject={event.get('subject', '-')}  {detail}"
+
+
+def cmd_tail(args: argparse.Namespace, load_config: Callable[[str], Any]) -> int:
+    """Follow events as they are committed, by polling the outbox (works beside a running bridge)."""
+    config = load_config(args.config)
+    outbox = _open(config)
+    try:
+        row = outbox.db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        last = max(0, row[0] - args.last)
+        while True:
+            rows = outbox.db.execute(
+                "SELECT seq, source, type, subject, body FROM events WHERE seq>? ORDER BY seq LIMIT 1000", (last,)
+            ).fetchall()
+            for seq, source, type_, subject, body in rows:
+                last = seq
+                if not (
+                    fnmatch.fnmatchcase(type_, args.type)
+                    and fnmatch.fnmatchcase(source, args.source)
+                    and fnmatch.fnmatchcase(subject or "", args.subject)
+                ):
+                    continue
+                text = body.decode() if isinstance(body, bytes) else body
+                print(text if args.json else _tail_line(json.loads(text)), flush=True)
+            if args.once:
+                return 0
+            if not rows:
+                time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        outbox.close()
+
+
 def register(sub: Any, load_config: Callable[[str], Any], parse_time: Callable[[str], float]) -> None:
     def selection(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--config", "-c", default="/etc/event-bridge/bridge.toml")
@@ -108,6 +151,17 @@ def register(sub: Any, load_config: Callable[[str], Any], parse_time: Callable[[
     replay.add_argument("--since", type=parse_time, required=True)
     replay.add_argument("--until", type=parse_time)
     replay.set_defaults(func=lambda args: cmd_replay(args, load_config))
+
+    tail = sub.add_parser("tail", help="follow events as they pass through the bridge")
+    tail.add_argument("--config", "-c", default="/etc/event-bridge/bridge.toml")
+    tail.add_argument("--type", default="*", help="event type glob, e.g. 'recording.*'")
+    tail.add_argument("--source", default="*", help="source name glob")
+    tail.add_argument("--subject", default="*", help="subject glob (device, call, unit/port)")
+    tail.add_argument("--json", action="store_true", help="one CloudEvent JSON per line")
+    tail.add_argument("--last", type=int, default=0, help="start with the last N stored events")
+    tail.add_argument("--interval", type=float, default=0.2, help=argparse.SUPPRESS)
+    tail.add_argument("--once", action="store_true", help="print what is there and exit")
+    tail.set_defaults(func=lambda args: cmd_tail(args, load_config))
 
     receive = sub.add_parser("receive", help="a local webhook receiver that verifies and prints events")
     receiver.add_arguments(receive)

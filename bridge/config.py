@@ -8,6 +8,7 @@ name is the module name under ``bridge.sources`` / ``bridge.sinks``.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import tomllib
@@ -279,6 +280,8 @@ def _components(root: Table, group: str) -> list[Any]:
         for table in section.tables(kind):
             component = module.from_config(table)
             table.check_unknown()
+            # What a reload compares to decide whether this component changed.
+            component.config_fingerprint = json.dumps([kind, table.data], sort_keys=True, default=str)
             if component.name in seen:
                 raise table.error(
                     "name", f"{component.name!r} is used twice in [{group}]; names must be unique"

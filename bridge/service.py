@@ -10,17 +10,18 @@ a supervisor, so one that crashes is logged and restarted while the rest keep go
 from __future__ import annotations
 
 import signal
-from functools import partial
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import structlog
 import trio
 
+from bridge import logs
 from bridge.backoff import Backoff
 from bridge.committer import Committer, SourceEmitter
-from bridge.config import BridgeConfig
+from bridge.config import BridgeConfig, ConfigError, load
 from bridge.outbox import AsyncOutbox, Outbox
 from bridge.quarantine import Quarantine
 from bridge.sinks.base import SinkFeed
@@ -46,8 +47,18 @@ class Bridge:
         self.stopped_cleanly = False
         self.delivery_observers: list[Callable[..., None]] = []
         self.extra_tasks: list[Callable[..., Any]] = []  # admin HTTP, watchdog… started beside
+        self.stop_hooks: list[Callable[[], None]] = []
+        self.reload_hooks: list[Callable[[], None]] = []
+        self.reloaded_hooks: list[Callable[[], None]] = []
+        self.stopping = False
+        self._sources_nursery: trio.Nursery | None = None
+        self._sinks_nursery: trio.Nursery | None = None
 
     def request_stop(self) -> None:
+        if not self.stopping:
+            self.stopping = True
+            for hook in self.stop_hooks:
+                hook()
         self._stop.set()
 
     async def run(self, *, task_status: trio.TaskStatus[Bridge] = trio.TASK_STATUS_IGNORED) -> None:
@@ -67,9 +78,11 @@ class Bridge:
                 for task in self.extra_tasks:
                     outer.start_soon(task, self)
                 async with trio.open_nursery() as sinks_nursery:
+                    self._sinks_nursery = sinks_nursery
                     for sink in self.config.sinks:
                         await sinks_nursery.start(self._supervise_sink, sink)
                     async with trio.open_nursery() as sources_nursery:
+                        self._sources_nursery = sources_nursery
                         for source in self.config.sources:
                             await sources_nursery.start(self._supervise_source, source)
                         self.ready.set()
@@ -172,22 +185,97 @@ class Bridge:
                     backoff.reset()
                 await trio.sleep(backoff.next())
 
+    async def reload(self, new: BridgeConfig) -> dict[str, list[str]]:
+        """Apply a new config live: only added, removed or changed components restart.
+
+        Unchanged sources and sinks keep running untouched (their connections and
+        in-flight deliveries are not interrupted). Settings of [bridge] and [outbox]
+        need a restart; a change there is reported, not applied.
+        """
+        for hook in self.reload_hooks:
+            hook()
+        changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "restart_needed": []}
+        for key in ("state_dir",):
+            if getattr(new, key) != getattr(self.config, key):
+                changes["restart_needed"].append(key)
+        if new.outbox != self.config.outbox:
+            changes["restart_needed"].append("outbox")
+        logs.redactor.update(set(self.config.secrets.values) | set(new.secrets.values))
+        old_sinks = {s.name: s for s in self.config.sinks}
+        new_sinks = {s.name: s for s in new.sinks}
+        old_sources = {s.name: s for s in self.config.sources}
+        new_sources = {s.name: s for s in new.sources}
+        # Delivery rows for new events go to the new set of sinks from now on.
+        self.outbox.sync.set_sinks(list(new_sinks))
+        await self._apply("sink", old_sinks, new_sinks, self._sinks_nursery, self._supervise_sink, changes)
+        await self._apply(
+            "source", old_sources, new_sources, self._sources_nursery, self._supervise_source, changes
+        )
+        self.config = new
+        for hook in self.reloaded_hooks:
+            hook()
+        log.info("config_reloaded", **changes)
+        return changes
+
+    async def _apply(
+        self,
+        role: str,
+        old: dict[str, Any],
+        new: dict[str, Any],
+        nursery: trio.Nursery | None,
+        supervise: Callable[..., Any],
+        changes: dict[str, list[str]],
+    ) -> None:
+        assert nursery is not None
+        kept = [
+            name
+            for name in old
+            if name in new and old[name].config_fingerprint == new[name].config_fingerprint
+        ]
+        for name, component in old.items():
+            if name in kept:
+                new[name] = component  # keep the running object
+                continue
+            changes["removed" if name not in new else "changed"].append(f"{role}:{name}")
+            scope = self._scopes.pop(f"{role}:{name}", None)
+            if scope is not None:
+                scope.cancel()
+            (self.sources if role == "source" else self.sinks).pop(name, None)
+        for name, component in new.items():
+            if name in kept:
+                continue
+            if name not in old:
+                changes["added"].append(f"{role}:{name}")
+            await nursery.start(supervise, component)
+
     def reopen_logs(self) -> None:
         for sink in self.sinks.values():
             if hasattr(sink, "reopen"):
                 sink.reopen()
 
 
+async def reload_from_file(bridge: Bridge) -> None:
+    """SIGHUP: reopen log files, re-read the config file; a bad file keeps the old config."""
+    bridge.reopen_logs()
+    try:
+        new = await trio.to_thread.run_sync(load, bridge.config.file)
+    except ConfigError as exc:
+        log.error("config_reload_rejected", error=str(exc), note="the previous configuration keeps running")
+        return
+    await bridge.reload(new)
+
+
 async def run_with_signals(bridge: Bridge) -> None:
-    """Run ``bridge`` until SIGTERM/SIGINT; SIGHUP reopens log files."""
+    """Run ``bridge`` until SIGTERM/SIGINT; SIGHUP reloads the config and reopens log files."""
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
 
             async def watch() -> None:
                 async for signum in signals:
                     if signum == signal.SIGHUP:
-                        log.info("sighup", action="reopening log files")
-                        bridge.reopen_logs()
+                        log.info("sighup", action="reloading config, reopening log files")
+                        if bridge.ready.is_set() and not bridge.stopping:
+                            await reload_from_file(bridge)
                     else:
                         log.info("signal_received", signal=signal.Signals(signum).name)
                         bridge.request_stop()
