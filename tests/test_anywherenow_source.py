@@ -195,7 +195,7 @@ async def test_stop_missed_while_disconnected_is_reconciled_after_reconnect(
         sim.available = False
         await sim.drop_connections("abort")
         await wait_for(lambda: source.health.state in ("disconnected", "error"))
-        sim.set_state(UCC, "call-a", "Stop")
+        assert await sim.send_state(UCC, "call-a", "Stop") == 0  # sent while the bridge is away
         sim.set_state(UCC, "call-b", "Start")
         assert await sim.send_state(UCC, "call-a", "Save") == 0  # nobody hears this one
         sim.available = True

@@ -164,6 +164,7 @@ class AnywhereNowSource:
         self._capability_send: trio.MemorySendChannel[str] | None = None
         self._checked_uccs: set[str] = set()
         self._inflight: trio.CancelScope | None = None
+        self._state_loaded = False
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -193,6 +194,11 @@ class AnywhereNowSource:
                 await self._connect_forever(ctx, http, api, tls)
 
     def _load_state(self, ctx: SourceContext) -> None:
+        # Only on the first run: after a crash the runner restarts run() with the same
+        # start-up snapshot, while self.calls already holds everything emitted since.
+        if self._state_loaded:
+            return
+        self._state_loaded = True
         for key, value in (ctx.state or {}).items():
             parsed = parse_state_key(key)
             call = CallState.decode(value) if parsed else None
@@ -288,6 +294,7 @@ class AnywhereNowSource:
             if problem is not None:
                 if not link.close_reason:
                     link.close_reason = problem
+                self.health.set("disconnected", link.close_reason)  # now, not after the drain
                 scope.cancel()
                 return
 
