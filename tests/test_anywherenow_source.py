@@ -481,3 +481,19 @@ async def test_a_burst_arrives_complete_and_in_order(tmp_path: Path, nursery: tr
         await wait_for(lambda: len(emitter.events) == 3000, timeout=60)
     assert [e.subject for e in emitter.events] == [f"burst-{i}" for i in range(3000)]
     assert source.connections == 1
+
+
+async def test_calls_nobody_can_answer_for_are_forgotten_after_forget_after(
+    tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture
+) -> None:
+    sim = AnywhereNowSimulator()
+    await nursery.start(sim.serve)
+    old = json.dumps({"state": "started", "since": 1_000_000.0})
+    fresh = json.dumps({"state": "started", "since": 4_000_000_000.0})
+    state = {state_key("", "no-ucc-old"): old, state_key("", "no-ucc-fresh"): fresh, "junk": "x"}
+    async with running_source(sim, tmp_path, state=state, forget_after=3600.0) as (source, emitter):
+        await wait_for(lambda: log_capture.events("anywherenow_call_forgotten"))
+        assert source.calls.keys() == {("", "no-ucc-fresh")}
+    assert emitter.state == {state_key("", "no-ucc-fresh"): fresh, "junk": "x"}
+    assert emitter.events == []
+    assert log_capture.events("anywherenow_state_ignored")[0]["key"] == "junk"

@@ -410,6 +410,20 @@ class AnywhereNowSource:
         elif not result.ok:
             ctx.log.warning("anywherenow_rest_unexpected_answer", request=what, status=result.status, api=result.version, **where)
 
+    async def _maybe_forget(self, ctx: SourceContext, ucc: str, correlation_id: str, call: CallState) -> None:
+        """Stop asking about a call nobody can answer for, once it is older than forget_after."""
+        if time.time() - call.since <= self.settings.forget_after:
+            return
+        ctx.log.warning(
+            "anywherenow_call_forgotten",
+            reason="no usable REST answer and older than forget_after",
+            ucc=ucc,
+            correlation_id=correlation_id,
+            last_seen=call.state,
+        )
+        await ctx.emit([], state={state_key(ucc, correlation_id): None})
+        self.calls.pop((ucc, correlation_id), None)
+
     async def _reconcile(self, ctx: SourceContext, api: RecordingApi | None) -> None:
         """Ask the REST API about every call last seen recording; emit what was missed."""
         calls = sorted(self.calls.items())
@@ -427,11 +441,13 @@ class AnywhereNowSource:
                 continue
             if not ucc:
                 ctx.log.warning("anywherenow_reconcile_no_ucc", **where)
+                await self._maybe_forget(ctx, ucc, correlation_id, call)
                 continue
             try:
                 result = await api.recording_state(ucc, correlation_id)
             except RestError as exc:
                 ctx.log.warning("anywherenow_reconcile_failed", error=str(exc), **where)
+                await self._maybe_forget(ctx, ucc, correlation_id, call)
                 continue
             self._log_rest_error(ctx, "recording_state", result, **where)
             if result.not_found and result.error is not None:
@@ -444,10 +460,7 @@ class AnywhereNowSource:
                 event_type, new_state = reconcile_transition(call.state, recording_state)
                 reason = "state_changed_while_disconnected"
             else:
-                if time.time() - call.since > self.settings.forget_after:
-                    ctx.log.warning("anywherenow_call_forgotten", reason="no answer and older than forget_after", **where)
-                    await ctx.emit([], state={state_key(ucc, correlation_id): None})
-                    self.calls.pop((ucc, correlation_id), None)
+                await self._maybe_forget(ctx, ucc, correlation_id, call)
                 continue
             key = state_key(ucc, correlation_id)
             entry = CallState(new_state, time.time()) if new_state else None
