@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +42,9 @@ state_dir = "{tmp_path / state}"
 
 [outbox]
 synchronous = "normal"
+
+[admin]
+enabled = false
 
 [[sources.uptivity]]
 name = "up"
@@ -137,3 +143,48 @@ async def test_two_bridges_on_one_stream_store_each_event_once(tmp_path, nursery
     assert sorted(number(m.body) for m in messages) == list(range(1, count + 1))
     assert {m.headers["Nats-Msg-Id"] for m in messages} == outbox_ids(tmp_path / "a")
     assert duplicates == count, "every event was published twice and JetStream dropped one copy"
+
+
+def start_bridge(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridge", "run", "--config", str(config), "--shutdown-grace", "5"],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )
+
+
+async def test_kill_9_of_one_bridge_the_other_keeps_the_stream_complete(
+    tmp_path, nursery, nats_server
+) -> None:
+    count = 2000
+    sim = UptivitySimulator(rate=400, count=count, numbered=True, min_subscribers=2)
+    sim_port = await nursery.start(sim.serve)
+    config_a = nats_config(tmp_path, sim_port, nats_server.url, state="a", name="a.toml")
+    config_b = nats_config(tmp_path, sim_port, nats_server.url, state="b", name="b.toml")
+    a = start_bridge(config_a, tmp_path / "a.log")
+    b = start_bridge(config_b, tmp_path / "b.log")
+    try:
+        await wait_for(lambda: sim.produced >= 400, timeout=60)
+        before_kill = await stream_count(nats_server.url, STREAM)
+        a.send_signal(signal.SIGKILL)
+        await trio.to_thread.run_sync(a.wait)
+        await wait_for(lambda: len(sim.subscribers) == 1)
+        sim.min_subscribers = 1  # the survivor alone keeps the proxy producing
+        sim.pause(False)
+        await wait_for(lambda: sim.produced == count, timeout=60)
+        survivor = next(iter(sim.subscribers.values()))
+        await wait_for(lambda: len(survivor.written) == count, timeout=30)
+        await wait_for(lambda: undelivered(tmp_path / "b") == 0, timeout=60)
+    finally:
+        for proc in (a, b):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        assert await trio.to_thread.run_sync(b.wait) == 0
+        await trio.to_thread.run_sync(a.wait)
+    assert before_kill > 0, "both bridges were publishing before the kill"
+    messages = await read_stream(nats_server.url, STREAM)
+    numbers = [number(m.body) for m in messages]
+    assert len(numbers) == len(set(numbers)), "no event stored twice"
+    assert sorted(numbers) == list(range(1, count + 1)), "the survivor kept the stream complete"
+    assert {m.headers["Nats-Msg-Id"] for m in messages} == outbox_ids(tmp_path / "b")
+    assert len(outbox_ids(tmp_path / "a")) < count, "the killed bridge did not see everything"
