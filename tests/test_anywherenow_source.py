@@ -266,10 +266,15 @@ async def test_malformed_invocations_are_logged_quarantined_and_the_connection_s
             await sim.send_invocation("RecordingStateChangedEvent", arguments)
         await sim.send_raw('{"type":1,"target":"RecordingStateChangedEvent","arguments":[{\x1e')
         await sim.send_raw('{"type":99}\x1e')
+        await sim.send_invocation("SomethingElse", [{"x": 1}])
+        await sim.send_invocation("recordingstatechangedevent", [{"CorrelationId": "lower", "StateAction": 2}])
         await sim.send_state(UCC, "good", 1)
-        await wait_for(lambda: len(emitter.events) == 1)
+        await wait_for(lambda: len(emitter.events) == 2)
         assert source.connections == 1 and sim.connected_clients == 1
-    assert emitter.events[0].subject == "good"
+    # Hub method names match case-insensitively, as in the official clients.
+    assert [e.subject for e in emitter.events] == ["lower", "good"]
+    (other,) = log_capture.events("anywherenow_unhandled_target")
+    assert other["target"] == "SomethingElse"
     warnings = log_capture.events("anywherenow_malformed_message")
     assert len(warnings) == len(bad_payloads) + 2
     assert any('"stateAction": 1' in w["raw"] or '"stateAction":1' in w["raw"] for w in warnings)

@@ -368,6 +368,12 @@ class AnywhereNowSource:
         pending: dict[tuple[str, str], CallState | None] = {}
         for item in items:
             raw = item.raw or json.dumps(item.arguments, default=str)
+            if item.kind == "unhandled":
+                ctx.log.info("anywherenow_unhandled_target", target=item.target, raw=raw)
+                continue
+            if item.kind == "hub_error":
+                ctx.log.warning("anywherenow_hub_error", error=item.reason)
+                continue
             if item.kind != "invocation":
                 self._quarantine(ctx, item.reason or "unreadable hub message", raw)
                 continue

@@ -52,7 +52,7 @@ class HubConnectError(Exception):
 class HubMessage:
     """What crosses from the receive thread into trio."""
 
-    kind: str  # "invocation" (for our target) or "bad" (unparseable frame/record)
+    kind: str  # "invocation" (our target), "bad" (unparseable), "unhandled" (other target), "hub_error"
     target: str
     arguments: Any
     raw: str
@@ -267,7 +267,7 @@ class HubLink:
                 if isinstance(target, str) and target.lower() == self.target.lower():
                     self._to_trio(HubMessage("invocation", target, message.arguments, raw))
                 else:
-                    self.log.info("anywherenow_unhandled_target", target=target, raw=raw)
+                    self._to_trio(HubMessage("unhandled", str(target), message.arguments, raw))
                 continue
             if kind == MessageType.close or kind == MessageType.close.value:
                 error = getattr(message, "error", None)
@@ -293,7 +293,8 @@ class HubLink:
         self._signal(self.closed)
 
     def _on_error(self, error: Any) -> None:
-        self.log.warning("anywherenow_hub_error", error=str(getattr(error, "error", error)))
+        reason = str(getattr(error, "error", error))
+        self._to_trio(HubMessage("hub_error", "", None, "", reason))
 
     # ---- trio side ---------------------------------------------------------------------
 
