@@ -206,8 +206,17 @@ class NatsSink:
         if self.creds_file:
             options["user_credentials"] = self.creds_file
         nc = nats.NATS()
+        self._status = ""
         try:
-            await nc.connect(**options)
+            # With endless reconnects nats-py retries a refused first connect forever
+            # (bad credentials included); bound it so health can say why.
+            await asyncio.wait_for(nc.connect(**options), self.connect_timeout + 1)
+        except TimeoutError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), 2)
+            raise ConnectionError(
+                self._status or f"no connection within {self.connect_timeout + 1}s"
+            ) from None
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), 2)
