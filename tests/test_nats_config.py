@@ -83,3 +83,13 @@ def test_subject_template_placeholders_are_made_safe() -> None:
     assert render_subject("ev.{type}", {"type": "vendor..odd"}, "up") == "ev.vendor._.odd"
     assert default_stream_subjects("bridge.events.{vendor}.{type}") == ["bridge.events.>"]
     assert default_stream_subjects("{vendor}.{type}") == [">"]
+
+
+def test_ha_example_loads() -> None:
+    config = load(Path(__file__).parent.parent / "config" / "nats-ha.example.toml")
+    (source,) = config.sources
+    (sink,) = config.sinks
+    assert source.name == "uptivity-main"
+    assert sink.stream == "EVENTS" and sink.create_stream is not None
+    assert sink.create_stream.duplicate_window == 3600.0
+    assert len(sink.servers) == 3
