@@ -104,7 +104,8 @@ async def test_publishes_every_event_with_msg_id_and_reads_back(tmp_path, nurser
     assert undelivered(tmp_path / "state") == 0
 
 
-async def test_server_restart_mid_burst_loses_nothing(tmp_path, nursery, nats_server) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+async def test_server_restart_mid_burst_loses_nothing(tmp_path, nursery, nats_server, stop_signal) -> None:
     count = 1500
     sim = UptivitySimulator(rate=500, count=count, numbered=True)
     sim_port = await nursery.start(sim.serve)
@@ -112,7 +113,7 @@ async def test_server_restart_mid_burst_loses_nothing(tmp_path, nursery, nats_se
     async with running_bridge(config) as bridge:
         sink = bridge.sinks["js"]
         await wait_for(lambda: sink.health.delivered >= 200, timeout=30)
-        await trio.to_thread.run_sync(nats_server.stop)
+        await trio.to_thread.run_sync(nats_server.stop, stop_signal)
         await wait_for(lambda: sink.health.state == "retrying", timeout=30)
         stalled_at = sink.health.delivered
         await sim.wait_produced(stalled_at + 300)  # events keep arriving while NATS is down
