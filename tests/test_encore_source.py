@@ -215,6 +215,28 @@ async def test_pause_and_resume_between_two_polls_are_inferred(tmp_path: Path) -
         assert len(h.emitter.events) == 3  # and it is not inferred again on later polls
 
 
+async def test_a_wall_clock_step_is_not_mistaken_for_a_transition(tmp_path: Path) -> None:
+    sim = EncoreSimulator()
+    emitter, log, offset = MemoryEmitter(), RecordingLog(), [0.0]
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(sim.serve)
+        source = EncoreSource(
+            settings_for(port, ports=[("1", "1")]), wall_clock=lambda: time.time() + offset[0]
+        )
+        ctx = SourceContext(emitter, Quarantine(tmp_path / "q"), {}, log)
+        await nursery.start(source.run, ctx)
+        sim.start(1, 1)
+        sim.backdate(1, 1, 60)
+        await wait_for(lambda: emitter.events)
+        offset[0] = 3600.0  # NTP steps the clock an hour forward
+        await polls(sim, 10)
+        sim.stop(1, 1)
+        await wait_for(lambda: len(emitter.events) == 2)
+        nursery.cancel_scope.cancel()
+    assert [e.type for e in emitter.events] == ["recording.started", "recording.stopped"]
+    assert emitter.events[1].time.timestamp() > time.time() + 3000  # dated by the (new) wall clock
+
+
 async def test_static_state_duration_disables_inference(tmp_path: Path) -> None:
     # The vendor's test service always answers stateDuration 20: it dates nothing.
     sim = EncoreSimulator(fixed_duration=20)

@@ -259,8 +259,11 @@ class PortMemory:
     state: str
     entered: float  # epoch seconds the state was (estimated to be) entered
     seen: float  # epoch seconds we last saw it in that state
+    # Not persisted: compared on the monotonic clock, so a wall-clock step (NTP) between
+    # two polls is never mistaken for a state that was left and re-entered.
+    entered_mono: float | None = None
     duration: float | None = None  # last stateDuration reported
-    duration_seen: float = 0.0  # epoch seconds that duration value was first reported
+    duration_seen: float = 0.0  # monotonic time that duration value was first reported
 
     def dump(self) -> str:
         return json.dumps(
@@ -277,6 +280,14 @@ class PortMemory:
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
         return cls(state, entered, max(seen, entered)) if state else None
+
+
+@dataclass(frozen=True)
+class Seen:
+    """When an answer arrived: wall clock for event times, monotonic for comparisons."""
+
+    wall: float
+    mono: float
 
 
 @dataclass
@@ -315,7 +326,9 @@ class EncoreSource:
 
     vendor = "encore"
 
-    def __init__(self, settings: EncoreSettings, *, wall_clock: Any = time.time) -> None:
+    def __init__(
+        self, settings: EncoreSettings, *, wall_clock: Any = time.time, monotonic: Any = time.monotonic
+    ) -> None:
         self.settings = settings
         self.name = settings.name
         self.health = Health()
@@ -327,6 +340,7 @@ class EncoreSource:
         self.unresolved: dict[tuple[str, str], str] = {}  # (kind, value) -> why
         self.duration_static = False
         self._wall = wall_clock
+        self._mono = monotonic
         self._backoff = Backoff(base=0.5, cap=30.0)
         self._resume_at = 0.0
         self._client: SoapClient | None = None
@@ -593,11 +607,11 @@ class EncoreSource:
             if isinstance(exc, SoapParseError) and exc.raw:
                 ctx.quarantine.keep(self.name, f"encore {op}: {exc}"[:500], exc.raw)
             raise _Transient(str(exc)) from None
-        observed = self._wall()
+        observed = Seen(self._wall(), self._mono())
         await self._handle_response(ctx, target, op, resp, observed)
 
     async def _handle_response(
-        self, ctx: SourceContext, target: Target, op: str, resp: SoapResponse, observed: float
+        self, ctx: SourceContext, target: Target, op: str, resp: SoapResponse, observed: Seen
     ) -> None:
         code = resp.code
         health = self._health_of(target)
@@ -647,7 +661,7 @@ class EncoreSource:
     # -- states to events --
 
     async def _observe(
-        self, ctx: SourceContext, target: Target, op: str, resp: SoapResponse, observed: float
+        self, ctx: SourceContext, target: Target, op: str, resp: SoapResponse, observed: Seen
     ) -> None:
         raw_state = resp.get("portStatus")
         state = normalize_state(raw_state)
@@ -675,20 +689,23 @@ class EncoreSource:
                 stateDuration=raw_duration,
             )
         memory = self.memory.get(target.key)
-        self._check_static_duration(ctx, memory, state, duration, observed)
+        self._check_static_duration(ctx, memory, state, duration, observed.mono)
         trusted = duration if not self.duration_static else None
-        entered = observed - trusted if trusted is not None else observed
-        steps = self._steps(memory, state, entered, trusted)
+        age = trusted if trusted is not None else 0.0
+        current = PortMemory(state, observed.wall - age, observed.wall, observed.mono - age)
+        self._remember_duration(current, duration, observed.mono)
+        steps = self._steps(memory, current, trusted is not None)
         if not steps:
             if memory is None:
-                memory = PortMemory(state, entered, observed)
-                self.memory[target.key] = memory
-            self._remember_duration(memory, duration, observed)
-            memory.seen = observed
+                self.memory[target.key] = current
+            else:
+                self._remember_duration(memory, duration, observed.mono)
+                memory.seen = observed.wall
+                if memory.entered_mono is None:  # first look after a restart: anchor it
+                    memory.entered_mono = current.entered_mono
             return
-        events = self._events(target, steps, memory, entered, duration, op, resp)
-        new_memory = PortMemory(state, entered, observed)
-        self._remember_duration(new_memory, duration, observed)
+        events = self._events(target, steps, memory, current.entered, duration, op, resp)
+        new_memory = current
         key = f"{STATE_KEY_PREFIX}{target.unit}/{target.port}"
         await ctx.emit(events, state={key: new_memory.dump()})
         self._persisted.add(key)
@@ -698,18 +715,18 @@ class EncoreSource:
                 "encore_event", type=event.type, subject=event.subject, inferred=event.data["inferred"]
             )
 
-    def _steps(
-        self, memory: PortMemory | None, state: str, entered: float, trusted: float | None
-    ) -> list[Step]:
-        if memory is None or memory.state != state:
-            return plan_transition(memory.state if memory else None, state)
-        if (
-            trusted is not None
-            and self.settings.infer_transitions
-            and entered - memory.entered > self.settings.duration_tolerance
-        ):
-            return plan_gap(state)
-        return []
+    def _steps(self, memory: PortMemory | None, current: PortMemory, trusted: bool) -> list[Step]:
+        """What to announce going from ``memory`` to ``current``: a plain transition, or,
+        for the same state entered again since we last saw it, the inferred round trip."""
+        if memory is None or memory.state != current.state:
+            return plan_transition(memory.state if memory else None, current.state)
+        if not trusted or not self.settings.infer_transitions:
+            return []
+        if memory.entered_mono is not None and current.entered_mono is not None:
+            younger_by = current.entered_mono - memory.entered_mono
+        else:  # memory from before a restart: only the wall clock spans the gap
+            younger_by = current.entered - memory.entered
+        return plan_gap(current.state) if younger_by > self.settings.duration_tolerance else []
 
     @staticmethod
     def _remember_duration(memory: PortMemory, duration: float | None, observed: float) -> None:
