@@ -106,6 +106,12 @@ def test_non_xml_answers_carry_status_and_a_bounded_excerpt() -> None:
         parse_response("PortStatusEX", b"<a><b/></a>", 200)
 
 
+def test_redirects_are_not_followed_but_explained() -> None:
+    with pytest.raises(SoapHttpError, match=r"set url to the final ECAPI\.svc address") as info:
+        parse_response("PortStatus", b"<html><body>Object moved</body></html>", 302)
+    assert info.value.status == 302
+
+
 def test_dtds_and_entities_are_refused() -> None:
     bomb = (
         b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]>'

@@ -529,3 +529,8 @@ async def main(args: argparse.Namespace) -> None:
             f"Encore Web API {sim.api_version} simulator on {scheme}://{args.host}:{port}/WebAPI/ECAPI.svc",
             flush=True,
         )
+        print(
+            "Drive it with SOAP requests (Unit, Port): StartRecording, PauseRecording, ResumeRecording, "
+            "StopRecording, CancelRecording, and SimHold / SimRetrieve to put a call on hold (SUSPENDED).",
+            flush=True,
+        )

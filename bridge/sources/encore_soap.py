@@ -198,15 +198,21 @@ def parse_response(operation: str, raw: bytes, status: int) -> SoapResponse:
         root = parse_xml(raw, operation, status=status)
         item = soap_body(root, operation, status=status, raw=raw)
     except SoapParseError:
-        if status >= 400:
-            raise SoapHttpError(operation, "HTTP error", status=status, raw=raw) from None
+        if status >= 300:
+            raise SoapHttpError(operation, _http_problem(status), status=status, raw=raw) from None
         raise
     fault = fault_of(item)
     if fault is not None:
         raise SoapFault(operation, fault[0], fault[1], status=status, raw=raw)
-    if status >= 400:
-        raise SoapHttpError(operation, "HTTP error", status=status, raw=raw)
+    if status >= 300:
+        raise SoapHttpError(operation, _http_problem(status), status=status, raw=raw)
     return SoapResponse(operation, leaf_fields(item), raw, status)
+
+
+def _http_problem(status: int) -> str:
+    if status < 400:
+        return "HTTP redirect (redirects are not followed: set url to the final ECAPI.svc address)"
+    return "HTTP error"
 
 
 def tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
