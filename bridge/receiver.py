@@ -93,6 +93,8 @@ def receiver_app(verifier: WebhookVerifier, on_events: Callable[[list[dict[str, 
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender went away mid-request: nothing was received
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break

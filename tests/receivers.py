@@ -53,6 +53,8 @@ class Receiver:
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender went away mid-request: nothing was received
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break

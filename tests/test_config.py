@@ -67,7 +67,7 @@ def test_each_error_names_file_key_and_problem(tmp_path: Path, mutation, key: st
 
 def test_invalid_toml_reports_line(tmp_path: Path) -> None:
     path = config_with(tmp_path, GOOD + "\nthis is not toml\n")
-    with pytest.raises(ConfigError, match="invalid TOML.*line"):
+    with pytest.raises(ConfigError, match=r"invalid TOML.*line"):
         load(path)
 
 
