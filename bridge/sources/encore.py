@@ -705,11 +705,11 @@ class EncoreSource:
                     memory.entered_mono = current.entered_mono
             return
         events = self._events(target, steps, memory, current.entered, duration, op, resp)
-        new_memory = current
         key = f"{STATE_KEY_PREFIX}{target.unit}/{target.port}"
-        await ctx.emit(events, state={key: new_memory.dump()})
+        # The new state is committed with its events; memory follows only once they are in.
+        await ctx.emit(events, state={key: current.dump()})
         self._persisted.add(key)
-        self.memory[target.key] = new_memory
+        self.memory[target.key] = current
         for event in events:
             ctx.log.info(
                 "encore_event", type=event.type, subject=event.subject, inferred=event.data["inferred"]
