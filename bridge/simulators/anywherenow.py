@@ -22,8 +22,9 @@ import json
 import random
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import trio
 
@@ -570,7 +571,9 @@ def _call_script(rng: random.Random) -> list[int]:
     return script
 
 
-async def generate(sim: AnywhereNowSimulator, uccs: list[str], rate: float, count: int, seed: int | None) -> None:
+async def generate(
+    sim: AnywhereNowSimulator, uccs: list[str], rate: float, count: int, seed: int | None, *, echo: bool = True
+) -> None:
     """Interleave a few calls' scripts at ``rate`` changes per second."""
     rng = random.Random(seed)
     active: list[tuple[str, str, list[int]]] = []
@@ -584,7 +587,8 @@ async def generate(sim: AnywhereNowSimulator, uccs: list[str], rate: float, coun
             active.remove((ucc, correlation_id, script))
         reached = await sim.send_state(ucc, correlation_id, action)
         n = next(sent)
-        print(f"[{n}] {ucc} {correlation_id} {ACTIONS[action]} -> {reached} client(s)", flush=True)
+        if echo:
+            print(f"[{n}] {ucc} {correlation_id} {ACTIONS[action]} -> {reached} client(s)", flush=True)
         if count and n >= count:
             return
         await trio.sleep(1.0 / rate if rate > 0 else 0)
@@ -638,3 +642,33 @@ async def main(args: argparse.Namespace) -> None:
                 print("waiting for the first client before generating events", flush=True)
                 await sim.wait_for_clients(1, poll=0.1)
             nursery.start_soon(generate, sim, args.ucc or ["ucc-demo-name"], args.rate, args.count, args.seed)
+
+
+class DemoHub:
+    """For ``event-bridge demo``: a hub where an AnywhereNow source connects, generating calls."""
+
+    def __init__(self, source: Any, rate: float = 1.0) -> None:
+        settings = source.settings
+        hub = urlsplit(settings.hub_url)
+        rest = urlsplit(settings.rest_url) if settings.rest_url else None
+        self.host = hub.hostname or "127.0.0.1"
+        self.port = hub.port or (443 if hub.scheme in ("https", "wss") else 80)
+        self.uccs = list(settings.ucc_names) or ["ucc-demo-name"]
+        self.rate = rate
+        self.sim = AnywhereNowSimulator(
+            hub_path=hub.path,
+            rest_prefix=rest.path if rest else "/attendantservice",
+            target=settings.target,
+            require_token=settings.access_token,
+        )
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(partial(self.sim.serve, self.host, self.port))
+            task_status.started(port)
+            await self.sim.wait_for_clients(1, poll=0.1)
+            await generate(self.sim, self.uccs, self.rate, 0, None, echo=False)
+
+
+def for_source(source: Any) -> DemoHub:
+    return DemoHub(source)
