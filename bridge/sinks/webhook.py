@@ -22,7 +22,7 @@ import fnmatch
 import random
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -147,6 +147,7 @@ class WebhookSink:
         breaker_cooldown: float = 5.0,
         breaker_max_cooldown: float = 300.0,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
         self.url = url
@@ -166,6 +167,9 @@ class WebhookSink:
         self.batch_max_age = batch_max_age
         self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown, breaker_max_cooldown)
         self.rng = rng or random.Random()
+        # Wall clock for retry times (persisted as next_at) and the breaker; injectable so
+        # a test can let hours of downtime pass in seconds.
+        self.clock = clock
         self.health = SinkHealth()
         self.inflight: dict[int, str] = {}  # seq -> ordering key
         self._requests = 0
@@ -201,7 +205,7 @@ class WebhookSink:
 
     async def _sleep(self, feed: SinkFeed, wake_at: float | None) -> None:
         """Until a delivery finishes, new events are committed, or ``wake_at`` (wall clock)."""
-        timeout = 1.0 if wake_at is None else max(0.0, min(1.0, wake_at - time.time()))
+        timeout = 1.0 if wake_at is None else max(0.0, min(1.0, wake_at - self.clock()))
         wake = self._wake
         with trio.move_on_after(timeout):
             async with trio.open_nursery() as nursery:
@@ -218,7 +222,7 @@ class WebhookSink:
                 nursery.start_soon(on_done)
 
     async def _schedule(self, feed: SinkFeed, client: httpx.AsyncClient, nursery: trio.Nursery) -> float | None:
-        now = time.time()
+        now = self.clock()
         slots = self.breaker.slots(now, self.max_concurrency) - self._requests
         if self.breaker.is_open:
             self.health.state = "open"
@@ -311,7 +315,7 @@ class WebhookSink:
         error = "" if kind == "ok" else f"HTTP {response.status_code}: {excerpt}"
         if 300 <= response.status_code < 400:
             error = f"HTTP {response.status_code} redirect to {response.headers.get('location', '?')} (redirects are not followed; fix the URL)"
-        return Outcome(kind, response.status_code, error, parse_retry_after(response.headers.get("retry-after"), time.time()))
+        return Outcome(kind, response.status_code, error, parse_retry_after(response.headers.get("retry-after"), self.clock()))
 
     async def _read_bounded(self, response: httpx.Response) -> str:
         """At most ``max_response_bytes`` of the body; an endless body is cut off."""
@@ -325,7 +329,7 @@ class WebhookSink:
         return b"".join(chunks)[: self.max_response_bytes].decode("utf-8", "replace")
 
     async def _record(self, feed: SinkFeed, rows: list[Row], outcome: Outcome) -> None:
-        now = time.time()
+        now = self.clock()
         if outcome.kind == "ok":
             if self.breaker.success():
                 log.info("webhook_circuit_closed", sink=self.name, url=self.describe())
