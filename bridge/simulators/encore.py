@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 from lxml import etree
@@ -534,3 +535,32 @@ async def main(args: argparse.Namespace) -> None:
             "StopRecording, CancelRecording, and SimHold / SimRetrieve to put a call on hold (SUSPENDED).",
             flush=True,
         )
+
+
+class DemoRecorder:
+    """For ``event-bridge demo``: an Encore server where the source points, with a recording
+    on each of its explicit ports walking through start, pause, resume, hold, retrieve, stop."""
+
+    SCRIPT = ("start", "pause", "resume", "hold", "retrieve", "stop")
+
+    def __init__(self, source: Any, step_seconds: float = 2.0) -> None:
+        url = urlsplit(source.settings.url)
+        self.host = url.hostname or "127.0.0.1"
+        self.port = url.port or (443 if url.scheme == "https" else 80)
+        self.ports = list(source.settings.ports) or [("1", "7")]
+        self.step_seconds = step_seconds
+        self.sim = EncoreSimulator()
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(partial(self.sim.serve, self.host, self.port))
+            task_status.started(port)
+            while True:
+                for action in self.SCRIPT:
+                    await trio.sleep(self.step_seconds)
+                    for unit, unit_port in self.ports:
+                        getattr(self.sim, action)(unit, unit_port)
+
+
+def for_source(source: Any) -> DemoRecorder:
+    return DemoRecorder(source)
