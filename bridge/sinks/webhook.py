@@ -105,6 +105,20 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, moment.timestamp() - now)
 
 
+def describe(exc: BaseException) -> str:
+    """``ConnectError: [SSL: CERTIFICATE_VERIFY_FAILED] …``: httpx often wraps the real
+    reason (a TLS failure, a refused connection) in an exception with an empty message."""
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).strip()
+        if text:
+            return f"{type(exc).__name__}: {text}"
+        current = current.__cause__ or current.__context__
+    return f"{type(exc).__name__}: no detail"
+
+
 def classify(status: int) -> str:
     if 200 <= status < 300:
         return "ok"
@@ -310,7 +324,7 @@ class WebhookSink:
         except trio.TooSlowError:
             return Outcome("retry", None, f"no complete response within {self.timeout}s")
         except httpx.HTTPError as exc:
-            return Outcome("retry", None, f"{type(exc).__name__}: {exc}")
+            return Outcome("retry", None, describe(exc))
         kind = classify(response.status_code)
         error = "" if kind == "ok" else f"HTTP {response.status_code}: {excerpt}"
         if 300 <= response.status_code < 400:
