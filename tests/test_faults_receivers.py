@@ -105,8 +105,8 @@ async def test_tls_self_signed_receiver_is_refused_by_default_and_trusted_with_c
         "receiver: webhook",
         "TLS: self-signed certificate",
         injected=1,
-        sent=len(ids) * 2,
-        delivered=len(receiver.delivered_ids()),
+        sent=len(ids),
+        delivered=len(set(receiver.delivered_ids())),
         lost=0,
         observed="refused by default (CERTIFICATE_VERIFY_FAILED in health, events kept pending and retried); "
         "accepted by the sink given the cert as ca_file",

@@ -20,6 +20,7 @@ from bridge.simulators.asgi import serve_asgi
 from bridge.simulators.uptivity import UptivitySimulator
 from tests.helpers import read_jsonl, running_bridge, wait_for, write_config
 from tests.receivers import Receiver
+from tests.reliability import record
 
 SECRET_OLD = "whsec_" + base64.b64encode(b"old-secret-0123456789abcdef").decode()
 SECRET_NEW = "whsec_" + base64.b64encode(b"new-secret-0123456789abcdef").decode()
@@ -122,6 +123,15 @@ async def test_server_error_then_success_redelivers_with_the_same_webhook_id(tmp
         by_id[request.headers["webhook-id"]].append(request.status)
     assert list(by_id.values()) == [[500, 204]] * 3
     assert list(by_id) == [e["id"] for e in read_jsonl(tmp_path / "events.jsonl")]
+    record(
+        "receiver: webhook",
+        "HTTP 500 on the first attempt of every event",
+        injected=3,
+        sent=3,
+        delivered=len(set(receiver.delivered_ids())),
+        duplicated=len(receiver.delivered_ids()) - len(set(receiver.delivered_ids())),
+        observed="each retried once with the same webhook-id, then delivered; order kept",
+    )
 
 
 async def test_timeout_then_success(tmp_path, nursery) -> None:
@@ -141,6 +151,15 @@ async def test_timeout_then_success(tmp_path, nursery) -> None:
         assert bridge.sinks["hook"].health.retried >= 2
     ids = [e["id"] for e in read_jsonl(tmp_path / "events.jsonl")]
     assert receiver.timed_out == set(ids)
+    record(
+        "receiver: webhook",
+        "timeout (receiver answers after 1 s, sink timeout 0.3 s) on each first attempt",
+        injected=2,
+        sent=2,
+        delivered=len(set(receiver.delivered_ids())),
+        duplicated=len(receiver.delivered_ids()) - len(set(receiver.delivered_ids())),
+        observed="attempt abandoned at the timeout and retried with the same id; delivered",
+    )
 
 
 async def test_client_error_dead_letters_then_dlq_retry_delivers(tmp_path, nursery, capsys) -> None:
@@ -222,6 +241,16 @@ async def test_endpoint_down_then_back_gets_everything_and_others_are_not_slowed
     # While open, the breaker let through only single probes, not the whole backlog.
     failed = [r for r in failing.requests if r.status == 503]
     assert len(failed) < 40 * 3
+    record(
+        "receiver: webhook",
+        "endpoint down (503) then back, second endpoint healthy",
+        injected=1,
+        sent=40,
+        delivered=len(set(failing.delivered_ids())),
+        duplicated=len(failing.delivered_ids()) - len(set(failing.delivered_ids())),
+        observed=f"healthy endpoint got all 40 while the other failed; breaker opened ({len(failed)} failed "
+        "attempts, single probes); everything delivered after recovery",
+    )
 
 
 async def test_redirects_are_not_followed(tmp_path, nursery) -> None:
@@ -240,6 +269,15 @@ async def test_redirects_are_not_followed(tmp_path, nursery) -> None:
     (dead,) = box.deliveries(sink="hook", state=DEAD)
     box.close()
     assert dead["last_status"] == 307 and "not followed" in dead["last_error"]
+    record(
+        "receiver: webhook",
+        "redirect (307)",
+        injected=1,
+        sent=1,
+        delivered=0,
+        observed="not followed: dead-lettered at once with 'redirects are not followed; fix the URL' "
+        "(kept in the outbox for 'dlq retry', so not lost)",
+    )
 
 
 async def test_retry_after_is_honoured(tmp_path, nursery) -> None:
@@ -254,6 +292,14 @@ async def test_retry_after_is_honoured(tmp_path, nursery) -> None:
         await wait_for(lambda: receiver.delivered_ids())
     first, second = receiver.requests
     assert second.at - first.at >= 0.9  # waited for Retry-After, not the jittered schedule alone
+    record(
+        "receiver: webhook",
+        "429 with Retry-After: 1",
+        injected=1,
+        sent=1,
+        delivered=len(receiver.delivered_ids()),
+        observed=f"retry waited {second.at - first.at:.2f} s (>= Retry-After), then delivered",
+    )
 
 
 async def test_type_and_source_filters(tmp_path, nursery) -> None:
@@ -292,3 +338,11 @@ async def test_endless_response_body_is_cut_off(tmp_path, nursery) -> None:
     (row,) = box.deliveries(sink="hook")
     box.close()
     assert row["attempts"] == 2 and row["last_error"] is None
+    record(
+        "receiver: webhook",
+        "5 MB error body (max_response_bytes 1000)",
+        injected=1,
+        sent=1,
+        delivered=len(receiver.delivered_ids()),
+        observed="body cut off at the limit; 500 retried; delivered on the second attempt",
+    )
