@@ -15,7 +15,7 @@ import trio
 
 from bridge.metrics import Metrics
 from bridge.outbox import OutboxUnavailable
-from bridge.simulators.asgi import serve_asgi
+from bridge.simulators.asgi import lifespan, serve_asgi
 
 log = structlog.get_logger("bridge.admin")
 
@@ -67,9 +67,7 @@ async def readiness(bridge: Any) -> tuple[bool, dict[str, Any]]:
 def make_app(bridge: Any, metrics: Metrics) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await lifespan(receive, send)
             return
         path = scope["path"]
         if path == "/healthz":

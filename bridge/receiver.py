@@ -25,6 +25,8 @@ from urllib.parse import unquote
 import trio
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from bridge.simulators.asgi import Disconnected, lifespan, read_body, respond
+
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 
@@ -86,26 +88,19 @@ def receiver_app(verifier: WebhookVerifier, on_events: Callable[[list[dict[str, 
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await lifespan(receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the sender went away mid-request: nothing was received
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        try:
+            body = await read_body(receive)
+        except Disconnected:
+            return  # the sender went away mid-request: nothing was received
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         status, answer = 204, b""
         try:
             on_events(verifier.verify(body, headers), headers)
         except VerificationError as exc:
             status, answer = (401 if "signature" in str(exc) else 400), str(exc).encode()
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": answer})
+        await respond(send, status, answer)
 
     return app
 

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.simulators.asgi import Disconnected, lifespan, read_body, respond
+
 
 @dataclass
 class Request:
@@ -46,18 +48,12 @@ class Receiver:
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await lifespan(receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the sender went away mid-request: nothing was received
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        try:
+            body = await read_body(receive)
+        except Disconnected:
+            return  # the sender went away mid-request: nothing was received
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         self.concurrent += 1
         self.max_concurrent = max(self.max_concurrent, self.concurrent)
@@ -67,11 +63,4 @@ class Receiver:
             self.concurrent -= 1
         status, extra, payload = (answer, {}, b"") if isinstance(answer, int) else answer
         self.requests.append(Request(headers, body, time.time(), status))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(k.encode(), v.encode()) for k, v in extra.items()],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await respond(send, status, payload, extra.pop("content-type", "text/plain"), extra)

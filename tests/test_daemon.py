@@ -161,7 +161,7 @@ async def test_sigterm_during_a_burst_delivers_everything_and_exits_0(tmp_path: 
         await trio.sleep(0.01)
         return 204
 
-    sim = UptivitySimulator(rate=1000, numbered=True, devices=8)
+    sim = UptivitySimulator(rate=300, numbered=True, devices=8)
     sim_port = await nursery.start(sim.serve)
     receiver = Receiver(slowish)
     hook_port = await nursery.start(serve_asgi, receiver.app)

@@ -53,3 +53,49 @@ async def serve_asgi(
         config.keyfile = keyfile
     trigger = shutdown.wait if shutdown is not None else None
     await serve(app, config, shutdown_trigger=trigger, task_status=_PortStatus(task_status, port))  # type: ignore[arg-type]
+
+
+class Disconnected(Exception):
+    """The client went away before the request body was complete."""
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than the caller's limit."""
+
+
+async def read_body(receive: Any, limit: int | None = None) -> bytes:
+    """The whole request body; raises Disconnected or BodyTooLarge instead of guessing."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def lifespan(receive: Any, send: Any) -> None:
+    """Answer the ASGI lifespan protocol (nothing to set up or tear down)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def respond(
+    send: Any, status: int, body: bytes = b"", content_type: str = "text/plain", headers: dict[str, str] | None = None
+) -> None:
+    """Send a complete HTTP response."""
+    raw_headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    raw_headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import trio
 from lxml import etree
 
-from bridge.simulators.asgi import serve_asgi
+from bridge.simulators.asgi import BodyTooLarge, Disconnected, lifespan, read_body, serve_asgi
 from bridge.sources.encore_soap import (
     DEFAULT_NAMESPACE,
     DEFAULT_SOAP_ACTION,
@@ -388,7 +388,7 @@ class EncoreSimulator:
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The ASGI callable: POST a SOAP 1.1 envelope to any path ending in ``.svc``."""
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -396,7 +396,10 @@ class EncoreSimulator:
         self.max_concurrency = max(self.max_concurrency, self.in_flight)
         self.arrivals.append(time.monotonic())
         try:
-            status, body, ctype = await self._answer(scope, receive)
+            try:
+                status, body, ctype = await self._answer(scope, receive)
+            except Disconnected:
+                return  # the client went away mid-request
             await send(
                 {
                     "type": "http.response.start",
@@ -409,7 +412,10 @@ class EncoreSimulator:
             self.in_flight -= 1
 
     async def _answer(self, scope: dict[str, Any], receive: Any) -> tuple[int, bytes, bytes]:
-        raw = await _read_body(receive)
+        try:
+            raw: bytes | None = await read_body(receive, MAX_REQUEST_BYTES)
+        except BodyTooLarge:
+            raw = None
         if self.latency:
             await trio.sleep(self.latency)
         if not scope["path"].lower().endswith(".svc"):
@@ -438,32 +444,6 @@ class EncoreSimulator:
 
 def _xml_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-async def _read_body(receive: Any) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_REQUEST_BYTES:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _lifespan(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

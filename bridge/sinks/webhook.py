@@ -43,8 +43,11 @@ log = structlog.get_logger("bridge.sinks.webhook")
 # about 28 hours in all (in the spirit of Svix / Standard Webhooks' reference service).
 DEFAULT_SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 18000.0, 36000.0, 36000.0)
 RETRYABLE_STATUS = frozenset({408, 425, 429})
-PAGE = 1000
-MAX_PAGES = 50
+# The scheduler reads pending rows in pages that start small (usually the first few rows
+# hold a dispatchable event) and grow while everything read is blocked behind retries.
+PAGE_MIN = 64
+PAGE_MAX = 4096
+MAX_PAGES = 20
 
 
 @dataclass
@@ -249,8 +252,9 @@ class WebhookSink:
         batch: list[Row] = []
         skipped: list[Row] = []
         after = 0
+        page = PAGE_MIN
         for _ in range(MAX_PAGES):
-            rows = await feed.pending(PAGE, after)
+            rows = await feed.pending(page, after)
             if not rows:
                 break
             after = rows[-1].seq
@@ -279,8 +283,9 @@ class WebhookSink:
                     slots -= 1
                 if slots <= 0:
                     break
-            if slots <= 0 or len(rows) < PAGE:
+            if slots <= 0 or len(rows) < page:
                 break
+            page = min(PAGE_MAX, page * 4)
         if skipped:
             await feed.skipped(skipped)
         if batch:
