@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,33 @@ import trio
 
 from bridge import logs
 from bridge.config import BridgeConfig, load
+from bridge.model import Event
 from bridge.service import Bridge
+
+
+class MemoryEmitter:
+    """The Emitter protocol without the outbox: keeps events and the committed source state."""
+
+    def __init__(self, state: Mapping[str, str] | None = None) -> None:
+        self.events: list[Event] = []
+        self.state: dict[str, str] = dict(state or {})
+
+    async def emit(
+        self,
+        events: Sequence[Event],
+        *,
+        state: Mapping[str, str | None] | None = None,
+        durable: bool = False,
+    ) -> None:
+        self.events.extend(events)
+        for key, value in (state or {}).items():
+            if value is None:
+                self.state.pop(key, None)
+            else:
+                self.state[key] = value
+
+    def types(self, subject: str | None = None) -> list[str]:
+        return [e.type for e in self.events if subject is None or e.subject == subject]
 
 
 class LogCapture(io.StringIO):

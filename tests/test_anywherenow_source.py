@@ -28,35 +28,10 @@ from bridge.sources import anywherenow
 from bridge.sources.anywherenow import AnywhereNowSource
 from bridge.sources.anywherenow_mapping import state_key
 from bridge.sources.base import SourceContext
-from tests.helpers import LogCapture, wait_for
+from tests.helpers import LogCapture, MemoryEmitter, wait_for
 
 UCC = "ucc-demo-name"
 TOKEN = "s3cret-token-value"
-
-
-class MemoryEmitter:
-    """Keeps emitted events and the committed source state, like the outbox would."""
-
-    def __init__(self, state: Mapping[str, str] | None = None) -> None:
-        self.events: list[Event] = []
-        self.state: dict[str, str] = dict(state or {})
-
-    async def emit(
-        self,
-        events: Sequence[Event],
-        *,
-        state: Mapping[str, str | None] | None = None,
-        durable: bool = False,
-    ) -> None:
-        self.events.extend(events)
-        for key, value in (state or {}).items():
-            if value is None:
-                self.state.pop(key, None)
-            else:
-                self.state[key] = value
-
-    def types(self, subject: str | None = None) -> list[str]:
-        return [e.type for e in self.events if subject is None or e.subject == subject]
 
 
 def make_table(data: dict[str, Any], tmp_path: Path, secrets: Secrets | None = None) -> Table:

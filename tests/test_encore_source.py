@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -18,38 +18,13 @@ from typing import Any
 
 import trio
 
-from bridge.model import Event
 from bridge.quarantine import Quarantine
 from bridge.simulators.encore import EncoreSimulator
 from bridge.sources.base import SourceContext
 from bridge.sources.encore import EncoreSettings, EncoreSource
+from tests.helpers import MemoryEmitter
 
 WAIT = 15.0
-
-
-@dataclass
-class MemoryEmitter:
-    """The Emitter protocol without the outbox: events and state, committed together."""
-
-    events: list[Event] = field(default_factory=list)
-    state: dict[str, str] = field(default_factory=dict)
-
-    async def emit(
-        self,
-        events: Sequence[Event],
-        *,
-        state: Mapping[str, str | None] | None = None,
-        durable: bool = False,
-    ) -> None:
-        self.events.extend(events)
-        for key, value in (state or {}).items():
-            if value is None:
-                self.state.pop(key, None)
-            else:
-                self.state[key] = value
-
-    def types(self, subject: str | None = None) -> list[str]:
-        return [e.type for e in self.events if subject is None or e.subject == subject]
 
 
 class RecordingLog:
