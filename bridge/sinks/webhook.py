@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
@@ -33,6 +33,7 @@ import trio
 
 from bridge import __version__
 from bridge.config import Table
+from bridge.netutil import describe, safe_url
 from bridge.outbox import Row
 from bridge.sinks.base import SinkFeed, SinkHealth
 from bridge.sinks.webhook_wire import MODES, Signer, encode
@@ -108,35 +109,12 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, moment.timestamp() - now)
 
 
-def describe(exc: BaseException) -> str:
-    """``ConnectError: [SSL: CERTIFICATE_VERIFY_FAILED] …``: httpx often wraps the real
-    reason (a TLS failure, a refused connection) in an exception with an empty message."""
-    current: BaseException | None = exc
-    seen: set[int] = set()
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        text = str(current).strip()
-        if text:
-            return f"{type(exc).__name__}: {text}"
-        current = current.__cause__ or current.__context__
-    return f"{type(exc).__name__}: no detail"
-
-
 def classify(status: int) -> str:
     if 200 <= status < 300:
         return "ok"
     if status in RETRYABLE_STATUS or status >= 500:
         return "retry"
     return "dead"
-
-
-def safe_url(url: str) -> str:
-    """The URL without credentials, for logs and errors."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class WebhookSink:

@@ -21,6 +21,8 @@ import httpx
 import trio
 from lxml import etree
 
+from bridge.netutil import describe
+
 SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 DEFAULT_NAMESPACE = "http://tempuri.org/"
 DEFAULT_SOAP_ACTION = "{namespace}IECAPI/{operation}"
@@ -281,17 +283,3 @@ class SoapClient:
                 return resp.status_code, b"".join(chunks)
         except httpx.HTTPError as exc:
             raise SoapTransportError(operation, describe(exc)) from None
-
-
-def describe(exc: BaseException) -> str:
-    """``ConnectError: [SSL: CERTIFICATE_VERIFY_FAILED] …``: the type plus the first cause
-    that says something (httpx often wraps the real reason with an empty message)."""
-    current: BaseException | None = exc
-    seen: set[int] = set()
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        text = str(current).strip()
-        if text:
-            return f"{type(exc).__name__}: {text}"
-        current = current.__cause__ or current.__context__
-    return f"{type(exc).__name__}: no detail"
