@@ -76,6 +76,15 @@ class Action:
         return self.number in ACTIONS
 
 
+def _whole_number(text: str) -> int | None:
+    """A decimal integer in ASCII digits, else None: str.isdigit() also accepts "²" and
+    "١", which int() refuses, and a hub must not crash the source with them."""
+    digits = text[1:] if text.startswith("-") else text
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+        return None
+    return int(text)
+
+
 def parse_action(value: Any) -> Action:
     """StateAction as a number (1..7), a numeric string or a name; unknown ones pass through."""
     if isinstance(value, bool) or value is None:
@@ -90,8 +99,11 @@ def parse_action(value: Any) -> Action:
         text = value.strip()
         if not text:
             raise PayloadError("StateAction is an empty string")
-        if text.lstrip("-").isdigit():
-            return parse_action(int(text))
+        if len(text) > 64:
+            raise PayloadError(f"StateAction is not a number or a name: {text[:24]!r}… ({len(text)} characters)")
+        number = _whole_number(text)
+        if number is not None:
+            return parse_action(number)
         number = _ACTION_BY_NAME.get(text.lower())
         if number is not None:
             return Action(number, ACTIONS[number])
@@ -107,8 +119,9 @@ def parse_recording_state(value: Any) -> int | None:
         return value
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            return int(text)
+        number = _whole_number(text)
+        if number is not None:
+            return number
         return _STATE_BY_NAME.get(text.lower())
     return None
 
@@ -149,10 +162,16 @@ def parse_invocation(arguments: Any) -> StateChange:
     if isinstance(payload, str):
         try:
             payload = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise PayloadError("argument is a string but not JSON") from None
     if not isinstance(payload, dict):
         raise PayloadError(f"argument must be an object, got {type(payload).__name__}")
+    try:
+        # The payload is stored as the event's data.raw: lone surrogates ("\\ud800") or
+        # NaN would make the commit fail (or the webhook body invalid JSON) later.
+        json.dumps(payload, ensure_ascii=False, allow_nan=False).encode()
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError(f"payload cannot be stored as JSON: {exc}") from None
     correlation_id = field(payload, "CorrelationId")
     if not isinstance(correlation_id, str) or not correlation_id.strip():
         raise PayloadError("CorrelationId is missing or not a non-empty string")
