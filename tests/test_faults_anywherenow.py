@@ -171,9 +171,9 @@ def check_and_record(tmp_path: Path, fault: str, observed: str, injected: int = 
         fault,
         injected=injected,
         sent=len(EXPECTED),
-        delivered=len(set(pairs)),
-        duplicated=len(pairs) - len(set(pairs)),
-        lost=len(set(EXPECTED) - set(pairs)),
+        delivered=sum((Counter(pairs) & Counter(EXPECTED)).values()),
+        duplicated=len(got) - len({e["id"] for e in got}),
+        lost=sum((Counter(EXPECTED) - Counter(pairs)).values()),
         observed=observed,
     )
     return got
