@@ -334,9 +334,22 @@ class AnywhereNowSource:
     # ---- events ------------------------------------------------------------------------
 
     async def _consume(self, ctx: SourceContext, api: RecordingApi | None, receive: trio.MemoryReceiveChannel[HubMessage]) -> None:
-        await self._reconcile(ctx, api)
+        unanswered = await self._reconcile(ctx, api)
+        retry = Backoff(base=self.settings.backoff_base, cap=self.settings.backoff_cap)
+        retry_at = trio.current_time() + retry.next() if unanswered else math.inf
         while True:
-            batch = [await receive.receive()]
+            if unanswered and trio.current_time() >= retry_at:
+                # The REST API could not answer for some calls after the reconnect (it may
+                # come back later than the hub): ask again, between hub messages so a call's
+                # events stay in order, until every missed change is recovered.
+                unanswered = await self._reconcile(ctx, api, only=unanswered)
+                retry_at = trio.current_time() + retry.next() if unanswered else math.inf
+                continue
+            batch: list[HubMessage] = []
+            with trio.move_on_at(retry_at):
+                batch = [await receive.receive()]
+            if not batch:
+                continue
             while len(batch) < 256:
                 try:
                     batch.append(receive.receive_nowait())
@@ -430,15 +443,19 @@ class AnywhereNowSource:
         await ctx.emit([], state={state_key(ucc, correlation_id): None})
         self.calls.pop((ucc, correlation_id), None)
 
-    async def _reconcile(self, ctx: SourceContext, api: RecordingApi | None) -> None:
-        """Ask the REST API about every call last seen recording; emit what was missed."""
-        calls = sorted(self.calls.items())
+    async def _reconcile(
+        self, ctx: SourceContext, api: RecordingApi | None, only: set[tuple[str, str]] | None = None
+    ) -> set[tuple[str, str]]:
+        """Ask the REST API about every call last seen recording (or ``only`` those); emit
+        what was missed. Returns the calls it could not get an answer for, to ask again."""
+        calls = sorted((k, v) for k, v in self.calls.items() if only is None or k in only)
+        unanswered: set[tuple[str, str]] = set()
         if not calls:
             self.reconciliations += 1
-            return
+            return unanswered
         if api is None:
             ctx.log.warning("anywherenow_reconcile_skipped", open_calls=len(calls), reason="rest_url is not set")
-            return
+            return unanswered
         ctx.log.info("anywherenow_reconcile_started", open_calls=len(calls))
         emitted = 0
         for (ucc, correlation_id), call in calls:
@@ -454,6 +471,8 @@ class AnywhereNowSource:
             except RestError as exc:
                 ctx.log.warning("anywherenow_reconcile_failed", error=str(exc), **where)
                 await self._maybe_forget(ctx, ucc, correlation_id, call)
+                if (ucc, correlation_id) in self.calls:
+                    unanswered.add((ucc, correlation_id))
                 continue
             self._log_rest_error(ctx, "recording_state", result, **where)
             if result.not_found and result.error is not None:
@@ -467,6 +486,8 @@ class AnywhereNowSource:
                 reason = "state_changed_while_disconnected"
             else:
                 await self._maybe_forget(ctx, ucc, correlation_id, call)
+                if (ucc, correlation_id) in self.calls:
+                    unanswered.add((ucc, correlation_id))
                 continue
             key = state_key(ucc, correlation_id)
             entry = CallState(new_state, time.time()) if new_state else None
@@ -481,7 +502,8 @@ class AnywhereNowSource:
             else:
                 self.calls[(ucc, correlation_id)] = entry
         self.reconciliations += 1
-        ctx.log.info("anywherenow_reconcile_done", checked=len(calls), emitted=emitted)
+        ctx.log.info("anywherenow_reconcile_done", checked=len(calls), emitted=emitted, unanswered=len(unanswered))
+        return unanswered
 
     # ---- capabilities ------------------------------------------------------------------
 
