@@ -326,10 +326,11 @@ class Gate:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.status: int | None = None
+        self.only: str | None = None  # refuse only paths containing this
         self.refused = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if self.status is None or scope["type"] == "lifespan":
+        if self.status is None or scope["type"] == "lifespan" or (self.only and self.only not in scope["path"]):
             await self.app(scope, receive, send)
             return
         self.refused += 1
@@ -337,7 +338,7 @@ class Gate:
             await receive()
             await send({"type": "websocket.close", "code": 1008})
             return
-        body = b"Unauthorized" if self.status == 401 else b"Forbidden"
+        body = {401: b"Unauthorized", 403: b"Forbidden"}.get(self.status, b"Unavailable")
         await send({"type": "http.response.start", "status": self.status, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": body})
 
@@ -448,4 +449,38 @@ path = "{tmp_path / "events.jsonl"}"
         delivered=len(events(tmp_path, "trusted")),
         observed=f"health 'error: …CERTIFICATE_VERIFY_FAILED…' ({tls_detail[:60]}…); retried; the same hub "
         "trusted via ca_file delivered",
+    )
+
+
+async def test_rest_api_still_down_after_the_hub_returns_is_reconciled_later(tmp_path: Path, nursery) -> None:
+    """The hub comes back before the REST API does: the first reconcile pass cannot ask
+    about the open calls. The missed changes must still arrive once REST answers, without
+    waiting for the next hub disconnect."""
+    sim, _other, other_port = await start_sims(nursery)
+    gate = Gate(sim.app)
+    port = await nursery.start(serve_asgi, gate)
+    health = HealthLog()
+
+    async def inject() -> None:
+        gate.status = 503  # the whole service is down
+        await sim.drop_connections("abort")
+
+    async def heal() -> None:
+        gate.only = "/api/"  # the hub is back, the REST API is not
+        source = bridge.sources["anw"]
+        connections = source.connections
+        await wait_for(lambda: source.connections > connections and source.health.ready)
+        refused = gate.refused
+        await wait_for(lambda: gate.refused > refused)  # a reconcile request was refused
+        gate.status = gate.only = None
+
+    async with running_bridge(config(tmp_path, f"http://127.0.0.1:{port}", sim, other_port)) as bridge:
+        nursery.start_soon(health.watch, bridge, "anw")
+        seen = await fault_cycle(tmp_path, bridge, sim, inject, heal)
+    assert seen["reconnects"] >= 1
+    check_and_record(
+        tmp_path,
+        "REST API still down (503) when the hub returns",
+        "the reconcile pass after the reconnect could not ask; it was retried with backoff while "
+        "connected, and the changes arrived reconciled once REST answered",
     )
