@@ -11,6 +11,10 @@ from __future__ import annotations
 import base64
 import itertools
 import random
+import re
+import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -366,4 +370,66 @@ async def test_receiver_down_for_an_hour_follows_the_schedule_and_recovers(tmp_p
         observed=f"{len(failures)} failed attempts in the hour, each delay within its schedule cap or "
         f"Retry-After; breaker probed one at a time ({len(probes)} probes); other endpoint got all "
         f"{len(ids)} at once; backlog on disk, at most {max_inflight} in flight; all delivered after recovery",
+    )
+
+
+# -- a receiver process killed with SIGKILL -------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_receiver_process(port: int, out: Path) -> subprocess.Popen[bytes]:
+    """``event-bridge receive``: the verifying receiver the README offers, in its own process."""
+    with out.open("ab") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bridge", "receive", "--port", str(port), "--secret", SECRET],
+            stdout=fh,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+def printed_ids(out: Path) -> list[str]:
+    return re.findall(r"  id=(\S+)  webhook-id=", out.read_text()) if out.exists() else []
+
+
+async def test_receiver_process_killed_with_sigkill_and_restarted(tmp_path: Path, nursery) -> None:
+    port = free_port()
+    out = tmp_path / "receiver.out"
+    processes = [start_receiver_process(port, out)]
+    try:
+        sim = UptivitySimulator(rate=150, count=300, numbered=True, devices=4)
+        sim_port = await nursery.start(sim.serve)
+        hooks = {"hook": (f"http://127.0.0.1:{port}/hook", {})}
+        async with running_bridge(config(tmp_path, sim_port, hooks)) as bridge:
+            sink = bridge.sinks["hook"]
+            await wait_for(lambda: len(printed_ids(out)) >= 50, timeout=15)
+            processes[0].kill()  # SIGKILL mid-stream: requests in flight die with it
+            processes[0].wait()
+            await wait_for(lambda: sink.health.failed >= 3 and sink.health.state in ("retrying", "open"))
+            assert "ConnectError" in sink.health.detail or "Error" in sink.health.detail
+            processes.append(start_receiver_process(port, out))
+            await wait_for(lambda: len(set(printed_ids(out))) >= 300, timeout=20)
+            await wait_for(lambda: sink.health.state == "ok")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    ids = logged_ids(tmp_path)
+    got = printed_ids(out)
+    assert len(ids) == 300 and set(got) == set(ids)
+    record(
+        "receiver: webhook",
+        "receiver process killed (SIGKILL) mid-stream, restarted",
+        injected=1,
+        sent=len(ids),
+        delivered=len(set(got)),
+        duplicated=len(got) - len(set(got)),
+        lost=len(set(ids) - set(got)),
+        observed="connection errors retried (health said why); everything arrived once the new process "
+        "listened; duplicates only for requests the old process handled but never answered",
     )
