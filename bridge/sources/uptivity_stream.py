@@ -159,6 +159,14 @@ class StreamSplitter:
         end_len = len(end_tag)
         end = buf.find(end_tag)
         if end < 0:
+            # Another document starting before this one ends means this one was cut off
+            # (a stray "<RESULT>" would otherwise hold every later event until a full
+            # max_document_bytes had arrived).
+            nxt = self._find_start(1)
+            if nxt is not None and nxt[0] + 1 + len(nxt[1]) < len(buf):  # not a name cut by the read
+                junk = bytes(buf[: nxt[0]])
+                del buf[: nxt[0]]
+                return Junk(junk, "document cut off by the start of another document")
             if len(buf) > self.max_document_bytes:
                 junk = bytes(buf[: self.max_document_bytes])
                 self._discarding = True
