@@ -1,0 +1,201 @@
+"""Property-based fuzzing of the Uptivity stream path: StreamSplitter -> parse_document ->
+element_fields -> to_event -> a real SQLite outbox.
+
+Properties: nothing raises but ParseError (which the source quarantines); the splitter's
+buffer stays bounded; and a well-formed event that follows hostile bytes comes out as
+soon as its own bytes have arrived: garbage before it may be quarantined, but it may
+neither swallow nor hold back the next good document.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge.simulators.uptivity import numbered_event
+from bridge.simulators.uptivity_examples import EVENTS_RESULT, EXAMPLES
+from bridge.sources.uptivity import to_event
+from bridge.sources.uptivity_stream import (
+    Document,
+    Junk,
+    ParseError,
+    StreamSplitter,
+    element_fields,
+    parse_document,
+)
+from tests.fuzzing import FUZZ, OutboxProbe
+
+LIMIT = 16 * 1024
+TZ = ZoneInfo("America/Chicago")
+PROBE = OutboxProbe()
+
+HOSTILE_SNIPPETS = [
+    b'<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>',
+    b'<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">',
+    b"&xxe;",
+    b"&lol2;",
+    b"<![CDATA[",
+    b"]]>",
+    b"<!--",
+    b"-->",
+    b"<?xml version='1.0' encoding='bogus'?>",
+    b'<?xml version="1.0" encoding="UTF-16"?>',
+    b"<CALLCOPYEVENT>",
+    b"<CALLCOPYEVENT ",
+    b"</CALLCOPYEVENT>",
+    b"<RESULT>",
+    b"</RESULT>",
+    b"<RESULT",
+    b"\xff\xfe",
+    b"\xc3\x28",
+    b"\xed\xa0\x80",  # an encoded surrogate: invalid UTF-8
+    b"\x00",
+    b"<a>" * 300,
+    b"</a>" * 300,
+    b"<EVENTDATA>",
+    b"</EVENTDATA>",
+    b"<EVENTTYPE>CALLSTART</EVENTTYPE>",
+    b"<USER1>" + b"x" * 2000 + b"</USER1>",
+]
+
+
+@st.composite
+def mutated_documents(draw: st.DrawFn) -> bytes:
+    """A documented event with random edits: bytes deleted, replaced or hostile snippets inserted."""
+    doc = bytearray(draw(st.sampled_from(list(EXAMPLES.values()))))
+    for _ in range(draw(st.integers(1, 6))):
+        pos = draw(st.integers(0, len(doc)))
+        action = draw(st.integers(0, 3))
+        if action == 0:
+            doc[pos : pos + draw(st.integers(1, 40))] = b""
+        elif action == 1:
+            doc[pos:pos] = draw(st.sampled_from(HOSTILE_SNIPPETS))
+        elif action == 2:
+            doc[pos:pos] = draw(st.binary(min_size=1, max_size=20))
+        else:
+            doc[pos : pos + 1] = draw(st.binary(min_size=1, max_size=1))
+    return bytes(doc)
+
+
+def split(data: bytes, seed: int, max_chunk: int) -> list[bytes]:
+    rng = random.Random(seed)
+    chunks, pos = [], 0
+    while pos < len(data):
+        size = rng.randint(1, max_chunk)
+        chunks.append(data[pos : pos + size])
+        pos += size
+    return chunks
+
+
+def run_stream(chunks: list[bytes]) -> tuple[list[dict], list[Junk], int, StreamSplitter]:
+    """What UptivitySource._read does with each read, minus the socket."""
+    splitter = StreamSplitter(LIMIT)
+    events: list[dict] = []
+    junk: list[Junk] = []
+    refused = 0
+    received = datetime.now(UTC)
+    for chunk in chunks:
+        batch = []
+        for item in splitter.feed(chunk):
+            if isinstance(item, Junk):
+                assert item.reason
+                junk.append(item)
+                continue
+            assert isinstance(item, Document)
+            try:
+                root = parse_document(item.raw)
+            except ParseError as exc:
+                assert str(exc)
+                refused += 1
+                continue
+            if item.root == "RESULT":
+                continue
+            batch.append(to_event(element_fields(root), source_name="up", tz=TZ, received=received))
+        events.extend(PROBE.commit("up", batch))
+        assert splitter.buffered <= LIMIT + len(chunk)
+    return events, junk, refused, splitter
+
+
+def numbers(events: list[dict]) -> list[int]:
+    out = []
+    for event in events:
+        raw = event["data"]["raw"]
+        try:
+            out.append(int(str(raw.get("EVENTXREF", "")).strip()))
+        except ValueError:
+            continue
+    return out
+
+
+@FUZZ
+@given(st.binary(max_size=2000), st.integers(0, 2**32), st.integers(1, 600))
+def test_arbitrary_bytes_never_crash(data: bytes, seed: int, max_chunk: int) -> None:
+    events, _junk, _refused, _ = run_stream(split(data, seed, max_chunk))
+    assert all(e["source"] == "/event-bridge/uptivity/up" for e in events)
+
+
+@FUZZ
+@given(
+    st.lists(mutated_documents(), min_size=1, max_size=4),
+    st.integers(0, 2**32),
+    st.integers(1, 300),
+    st.sampled_from([b"", b"\r\n", b"\n"]),
+)
+def test_good_event_after_hostile_document_comes_out_at_once(
+    hostile: list[bytes], seed: int, max_chunk: int, separator: bytes
+) -> None:
+    sentinel_number = 987654
+    sentinel = numbered_event(sentinel_number)
+    stream = EVENTS_RESULT + b"\r\n" + separator.join(hostile) + separator + sentinel
+    events, _junk, _refused, _ = run_stream(split(stream, seed, max_chunk))
+    assert sentinel_number in numbers(events), "the good event after hostile input did not come out"
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 10**6), st.binary(max_size=200).map(lambda b: b.replace(b"<", b""))),
+        min_size=1,
+        max_size=8,
+    ),
+    st.integers(0, 2**32),
+    st.integers(1, 500),
+)
+def test_garbage_between_documents_never_costs_an_event(
+    docs: list[tuple[int, bytes]], seed: int, max_chunk: int
+) -> None:
+    stream = b"".join(garbage + numbered_event(n, devices=7) for n, garbage in docs)
+    events, junk, refused, _ = run_stream(split(stream, seed, max_chunk))
+    assert numbers(events) == [n for n, _ in docs]
+    assert refused == 0
+    # Junk is exactly the garbage that was not whitespace.
+    assert len(junk) == sum(1 for _, g in docs if g.strip())
+
+
+@FUZZ
+@given(st.integers(1, 40), st.integers(0, 2**32))
+def test_oversized_and_deeply_nested_documents_are_refused_and_bounded(depth_kb: int, seed: int) -> None:
+    nested = b"<CALLCOPYEVENT>" + b"<a>" * (depth_kb * 100) + b"</a>" * (depth_kb * 100) + b"</CALLCOPYEVENT>"
+    huge = b"<CALLCOPYEVENT><EVENTDATA><USER1>" + b"x" * (depth_kb * 1024) + b"</USER1></EVENTDATA></CALLCOPYEVENT>"
+    stream = nested + huge + numbered_event(5)
+    events, junk, refused, splitter = run_stream(split(stream, seed, 4096))
+    assert numbers(events)[-1:] == [5]
+    assert splitter.buffered == 0
+    # Deep nesting beyond libxml2's limit is refused; anything over LIMIT is junk.
+    if len(nested) > LIMIT:
+        assert any("exceeds" in j.reason for j in junk)
+    assert refused + len(junk) >= 1 or depth_kb * 100 <= 255
+
+
+def test_stray_result_tag_does_not_hold_back_later_events() -> None:
+    """Found by the fuzzer: "<RESULT>" with no "</RESULT>" made the splitter wait for a
+    full max_document_bytes before it looked at the events behind it."""
+    stream = b"<RESULT><CALLCOPYEVENT>garbled" + numbered_event(1) + b"\r\n" + numbered_event(2)
+    events, junk, _refused, splitter = run_stream([stream])
+    assert numbers(events) == [1, 2]
+    assert [j.reason for j in junk] == ["document cut off by the start of another document"] * 2
+    assert splitter.buffered == 0
