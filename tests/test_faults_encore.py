@@ -308,3 +308,37 @@ async def test_dns_failure_and_tls_failure_are_reported_while_others_flow(tmp_pa
         observed=f"health 'error: …CERTIFICATE_VERIFY_FAILED…' ({tls_detail[:50]}…); retried; the same "
         "service trusted via ca_file delivered",
     )
+
+
+async def test_a_recording_that_starts_and_stops_within_an_outage_is_not_seen(tmp_path: Path, nursery) -> None:
+    """The limit of polling, measured: a port that goes RECORD and back to NOT RECORDING
+    while the service cannot be asked looks unchanged afterwards (stateDuration of an idle
+    port says nothing). Changes that leave a trace are recovered (see the tests above)."""
+    sim = EncoreSimulator()
+    proxy = FaultProxy(await nursery.start(sim.serve))
+    await nursery.start(proxy.serve)
+    cfg = config(tmp_path, source_block("enc", url(proxy.port)), other_port=await start_other(nursery))
+    async with running_bridge(cfg) as bridge:
+        source = bridge.sources["enc"]
+        await wait_for(lambda: source.health.ready)
+        proxy.mode = "refuse"
+        await proxy.reset_all()
+        await wait_for(lambda: not source.health.ready)
+        assert sim.start(1, 7) == sim.stop(1, 7) == 100  # a whole short recording, unseen
+        assert sim.start(1, 8) == 100  # this one is still recording when the bridge looks again
+        proxy.mode = "pass"
+        await wait_for(lambda: len(events(tmp_path)) >= 1)
+        calls = sim.calls["PortStatusEX"]
+        await wait_for(lambda: sim.calls["PortStatusEX"] >= calls + 10)  # several sweeps later
+    got = [(e["subject"], e["type"]) for e in events(tmp_path)]
+    assert got == [("1/8", "recording.started")]
+    record(
+        AREA,
+        "recording started and stopped entirely within an outage",
+        injected=1,
+        sent=3,
+        delivered=len(got),
+        unread=3 - len(got),
+        observed="unread: a port back in NOT RECORDING looks unchanged to a poller; the recording "
+        "still going when polling resumed was announced",
+    )
