@@ -358,7 +358,7 @@ async def test_receiver_down_for_an_hour_follows_the_schedule_and_recovers(tmp_p
     # max_concurrency requests while 30 events waited on disk.
     probes = [a for a in attempts if a.breaker_open]
     assert len(probes) >= 3 and all(a.concurrent == 1 for a in probes)
-    assert max_inflight <= sink.max_concurrency
+    assert max_inflight <= sink.max_concurrency and failing.max_concurrent <= sink.max_concurrency
     record(
         "receiver: webhook",
         "receiver down for an hour (503, some Retry-After: 600), simulated wall clock",
@@ -369,7 +369,8 @@ async def test_receiver_down_for_an_hour_follows_the_schedule_and_recovers(tmp_p
         lost=len(set(ids) - set(got)),
         observed=f"{len(failures)} failed attempts in the hour, each delay within its schedule cap or "
         f"Retry-After; breaker probed one at a time ({len(probes)} probes); other endpoint got all "
-        f"{len(ids)} at once; backlog on disk, at most {max_inflight} in flight; all delivered after recovery",
+        f"{len(ids)} at once; backlog on disk, at most {failing.max_concurrent} request(s) in flight; "
+        "all delivered after recovery",
     )
 
 
