@@ -458,7 +458,7 @@ class AnywhereNowSource:
             return unanswered
         ctx.log.info("anywherenow_reconcile_started", open_calls=len(calls))
         emitted = 0
-        for (ucc, correlation_id), call in calls:
+        for index, ((ucc, correlation_id), call) in enumerate(calls):
             where = {"ucc": ucc, "correlation_id": correlation_id}
             if self.calls.get((ucc, correlation_id)) is not call:
                 continue
@@ -473,7 +473,10 @@ class AnywhereNowSource:
                 await self._maybe_forget(ctx, ucc, correlation_id, call)
                 if (ucc, correlation_id) in self.calls:
                     unanswered.add((ucc, correlation_id))
-                continue
+                # Unreachable or silent: asking about the other calls in turn would hold live
+                # hub messages back for request_timeout each. Ask them in the next pass.
+                unanswered.update(key for key, _ in calls[index + 1 :] if key in self.calls)
+                break
             self._log_rest_error(ctx, "recording_state", result, **where)
             if result.not_found and result.error is not None:
                 event_type, new_state, reason = "recording.stopped", None, "session_not_found"
