@@ -173,14 +173,24 @@ async def endless_error_then_accept(scope: dict[str, Any], receive: Any, send: A
         state["accepted"] += 1
         return
     await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"text/plain")]})
-    for _ in range(100_000):  # chunked, 6.5 GB: only the reader's limit can end it in time
-        await send({"type": "http.response.body", "body": b"E" * 65536, "more_body": True})
-        state["chunks"] += 1
-        await trio.sleep(0)
+    gone = trio.Event()
+
+    async def watch_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_disconnect)
+        while not gone.is_set():  # chunked, forever: only the reader can end it
+            await send({"type": "http.response.body", "body": b"E" * 65536, "more_body": True})
+            state["chunks"] += 1
+            await trio.sleep(0)
+        state["disconnected"] += 1
 
 
 async def test_endless_response_body_is_cut_off_at_the_limit(tmp_path: Path, nursery) -> None:
-    state = {"requests": 0, "accepted": 0, "chunks": 0}
+    state = {"requests": 0, "accepted": 0, "chunks": 0, "disconnected": 0}
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await endless_error_then_accept(scope, receive, send, state)
@@ -198,6 +208,7 @@ async def test_endless_response_body_is_cut_off_at_the_limit(tmp_path: Path, nur
     # retry), well before the 10 s request timeout could have ended it.
     assert row["attempts"] == 2 and row["last_status"] == 503
     assert state["requests"] == 2 and state["accepted"] == 1
+    await wait_for(lambda: state["disconnected"] == 1)  # the sink hung up on the endless body
     record(
         "receiver: webhook",
         "endless response body (chunked, never ends)",
