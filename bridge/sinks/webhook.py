@@ -166,6 +166,14 @@ class WebhookSink:
         # a test can let hours of downtime pass in seconds.
         self.clock = clock
         self.health = SinkHealth()
+        # Credentials a receiver might quote back in an error page: scrubbed from every
+        # excerpt before it reaches health (/readyz), the DLQ (``dlq list``) or a log line.
+        password = urlsplit(url).password
+        sensitive = {*self._secrets, *(s.removeprefix("whsec_") for s in self._secrets), *self.static_headers.values()}
+        sensitive |= {v.split(" ", 1)[1] for v in self.static_headers.values() if " " in v}  # "Bearer <token>"
+        if password:
+            sensitive.add(password)
+        self._sensitive = sorted((s for s in sensitive if len(s) >= 4), key=len, reverse=True)
         self.inflight: dict[int, str] = {}  # seq -> ordering key
         self._requests = 0
         self._wake = trio.Event()
@@ -309,10 +317,15 @@ class WebhookSink:
         except httpx.HTTPError as exc:
             return Outcome("retry", None, describe(exc))
         kind = classify(response.status_code)
-        error = "" if kind == "ok" else f"HTTP {response.status_code}: {excerpt}"
+        error = "" if kind == "ok" else f"HTTP {response.status_code}: {self._scrub(excerpt)}"
         if 300 <= response.status_code < 400:
             error = f"HTTP {response.status_code} redirect to {response.headers.get('location', '?')} (redirects are not followed; fix the URL)"
         return Outcome(kind, response.status_code, error, parse_retry_after(response.headers.get("retry-after"), self.clock()))
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._sensitive:
+            text = text.replace(secret, "[REDACTED]")
+        return text
 
     async def _read_bounded(self, response: httpx.Response) -> str:
         """At most ``max_response_bytes`` of the body; an endless body is cut off."""
