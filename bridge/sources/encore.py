@@ -32,6 +32,7 @@ import trio
 from bridge.backoff import Backoff
 from bridge.config import ConfigError, Table
 from bridge.model import Event
+from bridge.netutil import safe_url
 from bridge.sources.base import Health, SourceContext
 from bridge.sources.encore_soap import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -107,8 +108,10 @@ def from_config(table: Table) -> EncoreSource:
     """Build the source from one ``[[sources.encore]]`` table."""
     name = table.name()
     url = table.str("url")
+    if urlparse(url).password:  # basic credentials in the URL: redact them like any secret
+        table.ctx.secrets.add(urlparse(url).password or "")
     if urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc:
-        raise table.error("url", f"must be an http:// or https:// URL of ECAPI.svc, got {url!r}")
+        raise table.error("url", f"must be an http:// or https:// URL of ECAPI.svc, got {safe_url(url)!r}")
     soap_action = table.str("soap_action", DEFAULT_SOAP_ACTION)
     try:
         soap_action.format(namespace="", operation="")
@@ -356,7 +359,7 @@ class EncoreSource:
         self._load_memory(ctx)
         self._initial_targets()
         if self.settings.verify is False:
-            ctx.log.warning("encore_tls_verification_disabled", url=self.settings.url)
+            ctx.log.warning("encore_tls_verification_disabled", url=safe_url(self.settings.url))
         s = self.settings
         self._client = SoapClient(
             s.url,
