@@ -5,7 +5,8 @@ records the receipt time (``time.time()``), how many events the body carries (th
 number of ``"specversion"`` members, i.e. a CloudEvents batch counts each event; any
 other body counts as one) and every send stamp it finds (``USER15`` followed by a
 float: the bench load generator stamps ``time.time()`` there, and it survives as
-``"USER15":"<t>"`` in a CloudEvent and as ``<USER15>t</USER15>`` in raw XML).
+``"USER15":"<t>"`` in a CloudEvent's ``data.raw`` and as ``<USER15>t</USER15>`` in raw
+XML; the copy in ``data.user_fields`` is not counted twice).
 
 Control (JSON): ``GET /stats`` returns what was recorded since the last ``POST /reset``.
 
@@ -23,7 +24,8 @@ import time
 
 import h11
 
-STAMP = re.compile(rb"USER15\W{1,4}(\d{9,11}\.\d+)")
+# The raw USER15 (right after USER14), not its copy in a CloudEvent's data.user_fields.
+STAMP = re.compile(rb"USER14(?:\W|\\[rnt])+(?:USER14(?:\W|\\[rnt])+)?USER15\W{1,4}(\d{9,11}\.\d+)")
 
 
 class Stats:

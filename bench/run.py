@@ -59,7 +59,7 @@ class Proc:
             stdout=self._log if quiet else subprocess.PIPE,
             stderr=self._log,
             env=ENV,
-            cwd=ROOT,
+            cwd=workdir,  # not the repository: the bridge comes from PYTHONPATH (see --tree)
             start_new_session=True,
         )
 
@@ -220,10 +220,14 @@ def throughput(stats: dict[str, Any]) -> float:
     return float((stats["events"] - stats["first_events"]) / (stats["last"] - stats["first"]))
 
 
-def percentiles(stats: dict[str, Any], skip_before: float | None = None) -> dict[str, float]:
-    """p50/p99/p99.9 in milliseconds of receipt - send stamp (events sent before
-    ``skip_before``, the warm-up, left out)."""
-    lat = sorted(x for stamp, x in stats["latencies"] if skip_before is None or stamp >= skip_before)
+def percentiles(stats: dict[str, Any], warmup: float = 2.0) -> dict[str, float]:
+    """p50/p99/p99.9 in milliseconds of receipt - send stamp, leaving out events sent in
+    the first ``warmup`` seconds after the first one (connection set-up, imports)."""
+    pairs = stats["latencies"]
+    if not pairs:
+        return {"n": 0}
+    first = min(stamp for stamp, _ in pairs)
+    lat = sorted(x for stamp, x in pairs if stamp >= first + warmup)
     if not lat:
         return {"n": 0}
 
@@ -242,7 +246,7 @@ def scenario_ingest(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     base = json.loads(
         subprocess.run(
             [PY, str(BENCH / "baselines.py"), "lxml", "--count", "7000", "--devices", "100", "--seconds", "3"],
-            check=True, capture_output=True, env=ENV,
+            check=True, capture_output=True, env=ENV, cwd="/",
         ).stdout
     )  # fmt: skip
     out: dict[str, Any] = {"baseline": {"what": "lxml fromstring + dict, same bytes, tight loop", **base}}
@@ -354,7 +358,7 @@ def scenario_delivery(args: argparse.Namespace, workdir: Path) -> dict[str, Any]
                     subprocess.run(
                         [PY, str(BENCH / "baselines.py"), "httpx", "--url", receiver.url, "--count",
                          str(n), "--concurrency", "4", "--body-file", str(body_file)],
-                        check=True, capture_output=True, env=ENV,
+                        check=True, capture_output=True, env=ENV, cwd="/",
                     ).stdout
                 )  # fmt: skip
                 out["baseline"] = {"what": "bare httpx.AsyncClient keep-alive POST loop, 4 in flight", **base}
@@ -482,7 +486,7 @@ def scenario_latency(args: argparse.Namespace, workdir: Path, results: dict[str,
                     synchronous=sync,
                 )  # fmt: skip
                 out[label] = {
-                    **percentiles(stats, skip_before=stats["started"] + 2.0),
+                    **percentiles(stats),
                     "received": stats["events"],
                     "sent": int(rate * secs),
                     "events_per_s": round(throughput(stats)),
@@ -520,7 +524,7 @@ def scenario_encore(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 subprocess.run(
                     [PY, str(BENCH / "baselines.py"), "encore", "--url", url, "--ports", str(ports),
                      "--concurrency", str(conc), "--sweeps", "2"],
-                    check=True, capture_output=True, env=ENV,
+                    check=True, capture_output=True, env=ENV, cwd="/",
                 ).stdout
             )  # fmt: skip
         with processes() as procs:
@@ -596,7 +600,7 @@ def scenario_memory(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
     )
     floor_kb = int(
-        subprocess.run([PY, "-c", probe], check=True, capture_output=True, env=ENV, text=True).stdout
+        subprocess.run([PY, "-c", probe], check=True, capture_output=True, env=ENV, cwd="/", text=True).stdout
     )
     out: dict[str, Any] = {
         "baseline": {
@@ -693,8 +697,8 @@ def scenario_peer(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "events_per_s": round(throughput(stats)),
                 "received": stats["events"],
                 "sent": n,
-                "p99_ms_at_1000": percentiles(lat, skip_before=lat["started"] + 2.0).get("p99_ms"),
-                "p50_ms_at_1000": percentiles(lat, skip_before=lat["started"] + 2.0).get("p50_ms"),
+                "p99_ms_at_1000": percentiles(lat).get("p99_ms"),
+                "p50_ms_at_1000": percentiles(lat).get("p50_ms"),
                 "received_at_1000": lat["events"],
                 "rss_mb": max(stats["rss_mb"], lat["rss_mb"]),
             }
@@ -816,7 +820,14 @@ def main() -> None:
     )
     parser.add_argument("--out", default=str(BENCH / "results" / "latest.json"))
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, outboxes)")
+    parser.add_argument(
+        "--tree",
+        default=None,
+        help="import the bridge from this source tree instead (to measure a proposed patch)",
+    )
     args = parser.parse_args()
+    if args.tree:
+        ENV["PYTHONPATH"] = str(Path(args.tree).resolve())
     chosen = [s for s in args.only.split(",") if s]
     unknown = set(chosen) - set(SCENARIOS)
     if unknown:
@@ -844,6 +855,7 @@ def main() -> None:
             )
     finally:
         results["seconds"] = round(time.monotonic() - began, 1)
+        results["load_average_at_end"] = os.getloadavg()
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))
