@@ -193,11 +193,11 @@ def parse_duration(text: str | None) -> float | None:
         seconds = float(value)
     except ValueError:
         match = _ISO_DURATION.match(value) or _TIMESPAN.match(value)
-        if match is None or value == "P":
+        parts = {k: float(v) for k, v in match.groupdict().items() if v} if match else {}
+        if not parts:  # no match, or "P" / "PT" with no component at all
             return None
-        parts = {k: float(v) for k, v in match.groupdict().items() if v}
         seconds = (
-            parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
+            parts.get("d", 0.0) * 86400 + parts.get("h", 0.0) * 3600 + parts.get("m", 0.0) * 60 + parts.get("s", 0.0)
         )
     if not seconds >= 0 or seconds == float("inf"):  # negative, NaN, infinite
         return None
