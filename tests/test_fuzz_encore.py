@@ -175,3 +175,15 @@ def test_deeply_nested_and_oversized_answers_are_refused() -> None:
         assert len(str(exc)) < 2000  # the error quotes a bounded excerpt, not 20 MB
     else:
         assert response.get("portStatus") is not None
+
+
+def test_empty_iso_duration_found_by_the_fuzzer_is_refused_not_crashing() -> None:
+    """stateDuration "PT" matched the ISO pattern with no component: the int 0 that came
+    out has no is_integer() on Python 3.11, and the AttributeError killed the poll loop."""
+    answer = (
+        f'<s:Envelope xmlns:s="{SOAP11_NS}"><s:Body><R><responseCode>100</responseCode>'
+        "<portStatus>RECORD</portStatus><stateDuration>PT</stateDuration></R></s:Body></s:Envelope>"
+    ).encode()
+    events, failures = trio.run(_handle, [(answer, 200)])
+    assert failures == 0
+    assert [e["type"] for e in events] == ["recording.started"]
