@@ -176,6 +176,10 @@ def normalize_state(text: str | None) -> str | None:
     return _STATE_SYNONYMS.get(folded.replace(" ", ""), _STATE_SYNONYMS.get(folded))
 
 
+# No port stays in one state for ten years; anything longer would date the event
+# before year 1 (datetime raises) or simply be wrong.
+MAX_STATE_DURATION = 10 * 366 * 86400
+
 _ISO_DURATION = re.compile(
     r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?"
     r"(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
@@ -199,7 +203,7 @@ def parse_duration(text: str | None) -> float | None:
         seconds = (
             parts.get("d", 0.0) * 86400 + parts.get("h", 0.0) * 3600 + parts.get("m", 0.0) * 60 + parts.get("s", 0.0)
         )
-    if not seconds >= 0 or seconds == float("inf"):  # negative, NaN, infinite
+    if not 0 <= seconds <= MAX_STATE_DURATION:  # negative, NaN, infinite or absurd
         return None
     return int(seconds) if seconds.is_integer() else seconds
 
