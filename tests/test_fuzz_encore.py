@@ -187,3 +187,21 @@ def test_empty_iso_duration_found_by_the_fuzzer_is_refused_not_crashing() -> Non
     events, failures = trio.run(_handle, [(answer, 200)])
     assert failures == 0
     assert [e["type"] for e in events] == ["recording.started"]
+
+
+def test_absurd_state_duration_found_by_the_fuzzer_is_refused_not_crashing() -> None:
+    """A stateDuration of thousands of years dated the event before year 1: datetime
+    raised ValueError (OverflowError for larger ones) and the poll loop died."""
+    answers = [
+        (
+            (
+                f'<s:Envelope xmlns:s="{SOAP11_NS}"><s:Body><R><responseCode>100</responseCode>'
+                f"<portStatus>RECORD</portStatus><stateDuration>{value}</stateDuration></R></s:Body></s:Envelope>"
+            ).encode(),
+            200,
+        )
+        for value in ("99999999999", "1" + "0" * 30)
+    ]
+    events, failures = trio.run(_handle, answers)
+    assert failures == 0
+    assert [e["type"] for e in events] == ["recording.started"]
