@@ -43,10 +43,14 @@ class NewData:
 
 
 class Committer:
-    def __init__(self, outbox: AsyncOutbox, *, batch_max: int = 1000, queue_size: int = 10_000) -> None:
+    def __init__(self, outbox: AsyncOutbox, *, batch_max: int = 1000, max_queued_events: int = 5_000) -> None:
         self.outbox = outbox
         self.batch_max = batch_max
-        self._send, self._receive = trio.open_memory_channel[Pending](queue_size)
+        # Bounded by events, not by emit() calls: one call may carry a whole TCP read.
+        self.max_queued_events = max_queued_events
+        self.queued_events = 0
+        self._space = trio.Event()
+        self._send, self._receive = trio.open_memory_channel[Pending](float("inf"))
         self.new_data = NewData()
         self.committed = 0
         self.unavailable: str | None = None  # why commits currently fail, for /readyz
@@ -66,7 +70,10 @@ class Committer:
         # Shielded: once a source has read an event, a shutdown must not lose it between
         # the socket and the queue. The committer drains the queue before it exits.
         with trio.CancelScope(shield=True):
-            await self._send.send(Pending(source, events, state, time.time(), done))
+            while self.queued_events and self.queued_events + len(events) > self.max_queued_events:
+                await self._space.wait()  # backpressure: the source stops reading
+            self.queued_events += len(events)
+            self._send.send_nowait(Pending(source, events, state, time.time(), done))
         if done is not None:
             await done.wait()
 
@@ -114,7 +121,11 @@ class Committer:
                 self.unavailable = None
             backoff.reset()
             break
-        self.committed += sum(len(p.events) for p in batch)
+        count = sum(len(p.events) for p in batch)
+        self.committed += count
+        self.queued_events -= count
+        self._space.set()
+        self._space = trio.Event()
         for item in batch:
             if item.done is not None:
                 item.done.set()

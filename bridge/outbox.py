@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import trio
 from bridge.model import Event, event_id
 
 PENDING, DELIVERED, DEAD, SKIPPED = 0, 1, 2, 3
+ORDINAL_CACHE_SIZE = 20_000  # recent contents whose repeat count stays in memory
 STATE_NAMES = {PENDING: "pending", DELIVERED: "delivered", DEAD: "dead", SKIPPED: "skipped"}
 
 _SCHEMA = """
@@ -91,6 +93,19 @@ class Row:
         return json.loads(self.body)
 
 
+@dataclass
+class Settlements:
+    """Delivery outcomes waiting to be written together."""
+
+    delivered: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    retries: list[tuple[int, float, int | None, str]] = field(default_factory=list)
+    dead: list[tuple[int, int | None, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.delivered or self.skipped or self.retries or self.dead)
+
+
 @dataclass(slots=True)
 class Pending:
     """What a source handed over for one commit."""
@@ -110,7 +125,7 @@ class Outbox:
         self.synchronous = synchronous
         self.conn: sqlite3.Connection | None = None
         self.sinks: list[str] = []
-        self._ordinal_cache: dict[tuple[str, str], int] = {}
+        self._ordinal_cache: OrderedDict[tuple[str, str], int] = OrderedDict()
 
     # -- lifecycle -------------------------------------------------------
     def open(self) -> None:
@@ -139,73 +154,81 @@ class Outbox:
         self.sinks = list(names)
 
     # -- writing ---------------------------------------------------------
-    def _next_ordinal(self, source: str, digest: str, now: float) -> int:
-        key = (source, digest)
+    def _ordinal(self, key: tuple[str, str]) -> int:
+        """How many events with this content the source had before (cached, bounded)."""
         count = self._ordinal_cache.get(key)
         if count is None:
             row = self.db.execute("SELECT count FROM ordinals WHERE source=? AND digest=?", key).fetchone()
             count = row[0] if row else 0
-        self.db.execute(
-            "INSERT INTO ordinals(source, digest, count, last_seen) VALUES (?,?,?,?) "
-            "ON CONFLICT(source, digest) DO UPDATE SET count=excluded.count, last_seen=excluded.last_seen",
-            (source, digest, count + 1, now),
-        )
+        else:
+            self._ordinal_cache.move_to_end(key)
         return count
 
     def commit(self, batch: Sequence[Pending]) -> list[int]:
-        """Record a batch in one transaction; returns the new seqs. Raises OutboxUnavailable."""
+        """Record a batch in one transaction; returns the new seqs. Raises OutboxUnavailable.
+
+        One INSERT statement per table for the whole batch: seqs are assigned here from
+        sqlite_sequence (the transaction holds the write lock, so nobody else can).
+        """
         now = time.time()
-        seqs: list[int] = []
         db = self.db
-        staged: dict[tuple[str, str], int] = {}
+        ordinals: dict[tuple[str, str], int] = {}
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
+                row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
+                seq = row[0] if row else 0
+                event_rows: list[tuple[Any, ...]] = []
                 for item in batch:
                     for event in item.events:
                         digest = event.digest()
                         key = (item.source, digest)
-                        ordinal = self._next_ordinal(item.source, digest, now)
-                        staged[key] = ordinal + 1
-                        self._ordinal_cache[key] = ordinal + 1
+                        ordinal = ordinals.get(key)
+                        if ordinal is None:
+                            ordinal = self._ordinal(key)
+                        ordinals[key] = ordinal + 1
                         eid = event_id(digest, ordinal)
                         body = json.dumps(
                             event.to_cloudevent(eid), separators=(",", ":"), ensure_ascii=False
                         ).encode()
-                        cur = db.execute(
-                            "INSERT INTO events(id, source, type, subject, received_at, body) "
-                            "VALUES (?,?,?,?,?,?)",
-                            (eid, item.source, event.type, event.subject, item.received_at, body),
-                        )
-                        seq = cur.lastrowid
-                        assert seq is not None
-                        seqs.append(seq)
-                        db.executemany(
-                            "INSERT INTO deliveries(sink, seq) VALUES (?,?)",
-                            [(sink, seq) for sink in self.sinks],
-                        )
-                    if item.state:
-                        for key_, value in item.state.items():
-                            if value is None:
-                                db.execute(
-                                    "DELETE FROM source_state WHERE source=? AND key=?",
-                                    (item.source, key_),
-                                )
-                            else:
-                                db.execute(
-                                    "INSERT INTO source_state(source, key, value) VALUES (?,?,?) "
-                                    "ON CONFLICT(source, key) DO UPDATE SET value=excluded.value",
-                                    (item.source, key_, value),
-                                )
+                        seq += 1
+                        event_rows.append((seq, eid, item.source, event.type, event.subject, item.received_at, body))
+                db.executemany(
+                    "INSERT INTO events(seq, id, source, type, subject, received_at, body) VALUES (?,?,?,?,?,?,?)",
+                    event_rows,
+                )
+                seqs = [r[0] for r in event_rows]
+                db.executemany(
+                    "INSERT INTO deliveries(sink, seq) VALUES (?,?)",
+                    [(sink, s) for s in seqs for sink in self.sinks],
+                )
+                db.executemany(
+                    "INSERT INTO ordinals(source, digest, count, last_seen) VALUES (?,?,?,?) "
+                    "ON CONFLICT(source, digest) DO UPDATE SET count=excluded.count, last_seen=excluded.last_seen",
+                    [(source, digest, count, now) for (source, digest), count in ordinals.items()],
+                )
+                for item in batch:
+                    for key_, value in (item.state or {}).items():
+                        if value is None:
+                            db.execute("DELETE FROM source_state WHERE source=? AND key=?", (item.source, key_))
+                        else:
+                            db.execute(
+                                "INSERT INTO source_state(source, key, value) VALUES (?,?,?) "
+                                "ON CONFLICT(source, key) DO UPDATE SET value=excluded.value",
+                                (item.source, key_, value),
+                            )
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
-                for key in staged:
-                    self._ordinal_cache.pop(key, None)
                 raise
         except sqlite3.Error as exc:
             raise OutboxUnavailable(f"{self.path}: {exc}") from exc
+        for key, count in ordinals.items():
+            self._ordinal_cache[key] = count
+            self._ordinal_cache.move_to_end(key)
+        while len(self._ordinal_cache) > ORDINAL_CACHE_SIZE:
+            self._ordinal_cache.popitem(last=False)
         return seqs
 
     # -- source state ------------------------------------------------------
@@ -224,41 +247,42 @@ class Outbox:
         ).fetchall()
         return [Row(*r) for r in rows]
 
-    def mark_delivered(self, sink: str, seqs: Sequence[int]) -> None:
+    def settle(self, sink: str, outcomes: Settlements) -> None:
+        """Record many delivery outcomes in one transaction (one fsync for all of them)."""
         now = time.time()
         with self.db:
             self.db.executemany(
                 "UPDATE deliveries SET state=1, attempts=attempts+1, updated_at=?, last_error=NULL "
                 "WHERE sink=? AND seq=?",
-                [(now, sink, s) for s in seqs],
+                [(now, sink, s) for s in outcomes.delivered],
             )
+            self.db.executemany(
+                "UPDATE deliveries SET state=3, updated_at=? WHERE sink=? AND seq=?",
+                [(now, sink, s) for s in outcomes.skipped],
+            )
+            self.db.executemany(
+                "UPDATE deliveries SET attempts=attempts+1, next_at=?, last_status=?, last_error=?, "
+                "updated_at=?, first_failed_at=COALESCE(first_failed_at, ?) WHERE sink=? AND seq=?",
+                [(next_at, status, error, now, now, sink, s) for s, next_at, status, error in outcomes.retries],
+            )
+            self.db.executemany(
+                "UPDATE deliveries SET state=2, attempts=attempts+1, last_status=?, last_error=?, "
+                "updated_at=?, first_failed_at=COALESCE(first_failed_at, ?) WHERE sink=? AND seq=?",
+                [(status, error, now, now, sink, s) for s, status, error in outcomes.dead],
+            )
+
+    def mark_delivered(self, sink: str, seqs: Sequence[int]) -> None:
+        self.settle(sink, Settlements(delivered=list(seqs)))
 
     def mark_skipped(self, sink: str, seqs: Sequence[int]) -> None:
         """Events the sink's filters do not want: settled without a delivery."""
-        now = time.time()
-        with self.db:
-            self.db.executemany(
-                "UPDATE deliveries SET state=3, updated_at=? WHERE sink=? AND seq=?",
-                [(now, sink, s) for s in seqs],
-            )
+        self.settle(sink, Settlements(skipped=list(seqs)))
 
     def mark_retry(self, sink: str, seq: int, *, next_at: float, status: int | None, error: str) -> None:
-        now = time.time()
-        with self.db:
-            self.db.execute(
-                "UPDATE deliveries SET attempts=attempts+1, next_at=?, last_status=?, last_error=?, "
-                "updated_at=?, first_failed_at=COALESCE(first_failed_at, ?) WHERE sink=? AND seq=?",
-                (next_at, status, error, now, now, sink, seq),
-            )
+        self.settle(sink, Settlements(retries=[(seq, next_at, status, error)]))
 
     def mark_dead(self, sink: str, seq: int, *, status: int | None, error: str) -> None:
-        now = time.time()
-        with self.db:
-            self.db.execute(
-                "UPDATE deliveries SET state=2, attempts=attempts+1, last_status=?, last_error=?, "
-                "updated_at=?, first_failed_at=COALESCE(first_failed_at, ?) WHERE sink=? AND seq=?",
-                (status, error, now, now, sink, seq),
-            )
+        self.settle(sink, Settlements(dead=[(seq, status, error)]))
 
     # -- operator views (dlq, replay, metrics) -------------------------------
     def deliveries(

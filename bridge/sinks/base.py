@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import trio
 
 from bridge.committer import NewData
-from bridge.outbox import AsyncOutbox, Row
+from bridge.outbox import AsyncOutbox, Row, Settlements
 
 
 @dataclass
@@ -43,6 +43,7 @@ class SinkFeed:
         self.new_data = new_data
         self.sink = sink
         self.observers = list(observers)  # callbacks(sink, rows, outcome) for metrics
+        self._buffer = Settlements()
 
     async def pending(self, limit: int = 500, after_seq: int = 0) -> list[Row]:
         return await self.outbox.call(self.outbox.sync.pending, self.sink, limit, after_seq)
@@ -51,23 +52,34 @@ class SinkFeed:
         await self.new_data.wait(timeout)
 
     async def delivered(self, rows: Sequence[Row]) -> None:
-        if rows:
-            await self.outbox.call(self.outbox.sync.mark_delivered, self.sink, [r.seq for r in rows])
-            self._observe(rows, "delivered")
+        self._buffer.delivered.extend(r.seq for r in rows)
+        self._observe(rows, "delivered")
+        await self.flush()
 
     async def skipped(self, rows: Sequence[Row]) -> None:
-        if rows:
-            await self.outbox.call(self.outbox.sync.mark_skipped, self.sink, [r.seq for r in rows])
+        self._buffer.skipped.extend(r.seq for r in rows)
+        await self.flush()
 
     async def retry(self, row: Row, *, next_at: float, status: int | None, error: str) -> None:
-        await self.outbox.call(
-            self.outbox.sync.mark_retry, self.sink, row.seq, next_at=next_at, status=status, error=error
-        )
+        self._buffer.retries.append((row.seq, next_at, status, error))
         self._observe([row], "retried")
+        await self.flush()
 
     async def dead(self, row: Row, *, status: int | None, error: str) -> None:
-        await self.outbox.call(self.outbox.sync.mark_dead, self.sink, row.seq, status=status, error=error)
+        self._buffer.dead.append((row.seq, status, error))
         self._observe([row], "dead")
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write every outcome recorded so far; returns once the caller's are on disk.
+
+        Concurrent deliveries that finish while a write is under way are written together
+        by the next one (group commit): one transaction for many outcomes, not one each.
+        """
+        if not self._buffer:
+            return
+        outcomes, self._buffer = self._buffer, Settlements()
+        await self.outbox.call(self.outbox.sync.settle, self.sink, outcomes)
 
     def _observe(self, rows: Sequence[Row], outcome: str) -> None:
         for observer in self.observers:
