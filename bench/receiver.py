@@ -6,7 +6,9 @@ number of ``"specversion"`` members, i.e. a CloudEvents batch counts each event;
 other body counts as one) and every send stamp it finds (``USER15`` followed by a
 float: the bench load generator stamps ``time.time()`` there, and it survives as
 ``"USER15":"<t>"`` in a CloudEvent's ``data.raw`` and as ``<USER15>t</USER15>`` in raw
-XML; the copy in ``data.user_fields`` is not counted twice).
+XML; the copy in ``data.user_fields`` is not counted twice). The documented
+RECORDINGSTOPPED and RECORDINGUPDATE examples have no USER fields, so latency is
+sampled on the other five of every seven events (same code path).
 
 Control (JSON): ``GET /stats`` returns what was recorded since the last ``POST /reset``.
 
