@@ -52,7 +52,8 @@ def content_digest(source_name: str, identity: Any) -> str:
     h = hashlib.sha256()
     h.update(source_name.encode())
     h.update(b"\0")
-    h.update(canonical_json(identity))
+    # Raw vendor bytes are their own identity (no need to re-encode what arrived).
+    h.update(identity if isinstance(identity, bytes) else canonical_json(identity))
     return h.hexdigest()
 
 

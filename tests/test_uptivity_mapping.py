@@ -26,7 +26,7 @@ TZ = ZoneInfo("America/Chicago")
 
 def cloudevent_for(name: str) -> dict:
     fields = element_fields(parse_document(EXAMPLES[name]))
-    event = to_event(fields, source_name="uptivity-main", tz=TZ, received=RECEIVED)
+    event = to_event(fields, source_name="uptivity-main", tz=TZ, received=RECEIVED, raw=EXAMPLES[name])
     return event.to_cloudevent(event_id(event.digest(), 0))
 
 
@@ -76,8 +76,12 @@ def test_ids_are_deterministic_and_differ_by_content_and_ordinal() -> None:
     b = cloudevent_for("RECORDINGPAUSED")
     c = cloudevent_for("RECORDINGRESUMED")
     assert a["id"] == b["id"] != c["id"]
-    fields = element_fields(parse_document(EXAMPLES["RECORDINGPAUSED"]))
-    event = to_event(fields, source_name="uptivity-main", tz=TZ, received=RECEIVED)
+    raw = EXAMPLES["RECORDINGPAUSED"]
+    fields = element_fields(parse_document(raw))
+    event = to_event(fields, source_name="uptivity-main", tz=TZ, received=RECEIVED, raw=raw)
     assert event_id(event.digest(), 1) != a["id"]
-    other_source = to_event(fields, source_name="other", tz=TZ, received=RECEIVED)
+    other_source = to_event(fields, source_name="other", tz=TZ, received=RECEIVED, raw=raw)
     assert event_id(other_source.digest(), 0) != a["id"]
+    # The id depends on what was sent, not on when it was received.
+    later = to_event(fields, source_name="uptivity-main", tz=TZ, received=datetime(2030, 1, 1, tzinfo=UTC), raw=raw)
+    assert event_id(later.digest(), 0) == a["id"]

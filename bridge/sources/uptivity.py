@@ -73,6 +73,7 @@ FIELD_MAP = {
 DIRECTIONS = {"I": "inbound", "O": "outbound", "?": "unknown"}
 TIME_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S")
 READ_SIZE = 65536
+USER_FIELDS = tuple(f"USER{i}" for i in range(1, 16))
 
 
 def _text(value: object) -> str | None:
@@ -95,25 +96,34 @@ def parse_vendor_time(value: str | None, tz: ZoneInfo) -> datetime | None:
     return None
 
 
-def to_event(fields: dict[str, Any], *, source_name: str, tz: ZoneInfo, received: datetime) -> Event:
-    """Map one parsed ``CALLCOPYEVENT`` to the common model; unknown types pass through."""
-    event_type_raw = _text(fields.get("EVENTTYPE")) or ""
+def _stripped(fields: dict[str, Any]) -> dict[str, str]:
+    """Values with surrounding whitespace removed, empty ones left out (one pass)."""
+    return {k: t for k, v in fields.items() if isinstance(v, str) and (t := v.strip())}
+
+
+def to_event(
+    fields: dict[str, Any], *, source_name: str, tz: ZoneInfo, received: datetime, raw: bytes | None = None
+) -> Event:
+    """Map one parsed ``CALLCOPYEVENT`` to the common model; unknown types pass through.
+
+    ``raw`` (the document's bytes, when known) is the event's identity for its id.
+    """
+    top = _stripped(fields)
+    event_type_raw = top.get("EVENTTYPE", "")
     event_type = TYPE_MAP.get(event_type_raw.upper()) or vendor_type(VENDOR, event_type_raw or "unknown")
     data_raw = fields.get("EVENTDATA")
-    eventdata: dict[str, Any] = data_raw if isinstance(data_raw, dict) else {}
+    values = _stripped(data_raw) if isinstance(data_raw, dict) else {}
     data: dict[str, Any] = {"vendor": VENDOR, "source_name": source_name}
     for name, vendor_field in FIELD_MAP.items():
-        data[name] = _text(eventdata.get(vendor_field))
-    direction = _text(eventdata.get("CALLDIRECTION"))
+        data[name] = values.get(vendor_field)
+    direction = values.get("CALLDIRECTION")
     data["direction"] = DIRECTIONS.get(direction.upper(), direction) if direction else None
-    data["event_class"] = _text(fields.get("EVENTCLASS"))
+    data["event_class"] = top.get("EVENTCLASS")
     data["vendor_event_type"] = event_type_raw or None
-    data["module"] = _text(fields.get("MODULE"))
-    data["user_fields"] = {
-        f"USER{i}": value for i in range(1, 16) if (value := _text(eventdata.get(f"USER{i}")))
-    }
-    start = parse_vendor_time(_text(eventdata.get("STARTTIME")), tz)
-    stop = parse_vendor_time(_text(eventdata.get("STOPTIME")), tz)
+    data["module"] = top.get("MODULE")
+    data["user_fields"] = {key: values[key] for key in USER_FIELDS if key in values}
+    start = parse_vendor_time(values.get("STARTTIME"), tz)
+    stop = parse_vendor_time(values.get("STOPTIME"), tz)
     data["start_time"] = start.isoformat() if start else None
     data["stop_time"] = stop.isoformat() if stop else None
     when = (stop if event_type in ("call.ended", "recording.stopped") else None) or start or received
@@ -127,7 +137,7 @@ def to_event(fields: dict[str, Any], *, source_name: str, tz: ZoneInfo, received
         subject=subject,
         time=when,
         data=data,
-        identity={"raw": fields},
+        identity=raw if raw is not None else {"raw": fields},
     )
 
 
@@ -289,7 +299,9 @@ class UptivitySource:
         except ParseError as exc:
             self._quarantine(ctx, doc.raw, str(exc))
             return None
-        return to_event(element_fields(root), source_name=self.name, tz=self.timezone, received=received)
+        return to_event(
+            element_fields(root), source_name=self.name, tz=self.timezone, received=received, raw=doc.raw
+        )
 
     def _quarantine(self, ctx: SourceContext, raw: bytes, reason: str) -> None:
         self.parse_errors += 1
