@@ -477,3 +477,33 @@ async def test_calls_nobody_can_answer_for_are_forgotten_after_forget_after(
     assert emitter.state == {state_key("", "no-ucc-fresh"): fresh, "junk": "x"}
     assert emitter.events == []
     assert log_capture.events("anywherenow_state_ignored")[0]["key"] == "junk"
+
+
+async def test_a_live_copy_of_a_reconciled_change_is_not_announced_twice(
+    tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture
+) -> None:
+    """Around a reconnect the hub may deliver a change the REST reconcile already reported."""
+    sim = AnywhereNowSimulator()
+    await nursery.start(sim.serve)
+    async with running_source(sim, tmp_path) as (source, emitter):
+        await connected(source, sim)
+        await sim.send_state(UCC, "call-a", 1)
+        await wait_for(lambda: len(emitter.events) == 1)
+        sim.available = False
+        await sim.drop_connections("abort")
+        await wait_for(lambda: source.health.state in ("disconnected", "error"))
+        sim.set_state(UCC, "call-a", "Stop")
+        sim.available = True
+        await wait_for(lambda: source.connections >= 2 and source.reconciliations >= 2)
+        await wait_for(lambda: len(emitter.events) == 2)
+        # The late live copy of that Stop, then a genuinely new call on the same hub.
+        assert await sim.send_state(UCC, "call-a", "Stop") == 1
+        assert await sim.send_state(UCC, "call-b", "Start") == 1
+        await wait_for(lambda: any(e.subject == "call-b" for e in emitter.events))
+    assert [(e.subject, e.type) for e in emitter.events] == [
+        ("call-a", "recording.started"),
+        ("call-a", "recording.stopped"),
+        ("call-b", "recording.started"),
+    ]
+    assert emitter.events[1].data["reconciled"] is True
+    assert log_capture.events("anywherenow_live_repeat_of_reconciled")

@@ -45,6 +45,8 @@ from bridge.sources.anywherenow_rest import RecordingApi, RestError, RestResult
 from bridge.sources.base import Health, SourceContext
 
 DEFAULT_TARGET = "RecordingStateChangedEvent"
+# Seconds after a reconcile during which a live copy of the same change is not announced again.
+RECONCILED_REPEAT_WINDOW = 30.0
 
 
 @dataclass
@@ -165,6 +167,7 @@ class AnywhereNowSource:
         self._checked_uccs: set[str] = set()
         self._inflight: trio.CancelScope | None = None
         self._state_loaded = False
+        self._reconciled: dict[tuple[str, str], tuple[str | None, float]] = {}
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -398,6 +401,15 @@ class AnywhereNowSource:
             call = (change.ucc, change.correlation_id)
             known = pending[call] if call in pending else self.calls.get(call)
             event, new_state, changes = live_event(self.name, change, known.state if known else None)
+            if changes and self._late_copy_of_reconciled(call, new_state):
+                ctx.log.info(
+                    "anywherenow_live_repeat_of_reconciled",
+                    ucc=change.ucc,
+                    correlation_id=change.correlation_id,
+                    type=event.type,
+                    note="reconciliation already announced this change; not announced twice",
+                )
+                continue
             events.append(event)
             if changes:
                 entry = CallState(new_state, time.time()) if new_state else None
@@ -412,6 +424,20 @@ class AnywhereNowSource:
                 self.calls.pop(call, None)
             else:
                 self.calls[call] = entry
+
+    def _late_copy_of_reconciled(self, call: tuple[str, str], new_state: str | None) -> bool:
+        """A live message arriving just after reconciliation announced the same change.
+
+        Around a reconnect the hub can deliver a change that the REST reconcile already
+        reported; announcing it again would give downstream two events (with two ids) for
+        one transition. Only the first live copy within a short window is dropped, and
+        only when it leads to exactly the state reconciliation reported.
+        """
+        entry = self._reconciled.pop(call, None)
+        if entry is None:
+            return False
+        state, at = entry
+        return state == new_state and time.monotonic() - at < RECONCILED_REPEAT_WINDOW
 
     # ---- reconciliation ----------------------------------------------------------------
 
@@ -498,6 +524,9 @@ class AnywhereNowSource:
                 continue
             event = reconciled_event(self.name, ucc, correlation_id, event_type, call.state, result.body, reason)
             await ctx.emit([event], state={key: entry.encode() if entry else None})
+            now = time.monotonic()
+            self._reconciled = {k: v for k, v in self._reconciled.items() if now - v[1] < RECONCILED_REPEAT_WINDOW}
+            self._reconciled[(ucc, correlation_id)] = (new_state, now)
             emitted += 1
             ctx.log.info("anywherenow_reconciled", type=event_type, last_seen=call.state, **where)
             if entry is None:
