@@ -649,10 +649,12 @@ class EncoreSource:
                 )
             health.last_code = code
             return
-        if health.misconfigured is not None or health.last_code is not None:
+        recovered = health.misconfigured is not None or health.last_code is not None
+        if recovered:
             ctx.log.info("encore_port_recovered", subject=target.subject)
         health.misconfigured = health.last_code = None
-        self._update_health(ctx)
+        if recovered or self.health.state != "polling":
+            self._update_health(ctx)  # O(ports): only when something changed, not every poll
         await self._observe(ctx, target, op, resp, observed)
 
     def _update_health(self, ctx: SourceContext) -> None:
