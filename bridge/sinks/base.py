@@ -46,7 +46,7 @@ class SinkFeed:
         self._buffer = Settlements()
 
     async def pending(self, limit: int = 500, after_seq: int = 0) -> list[Row]:
-        return await self.outbox.call(self.outbox.sync.pending, self.sink, limit, after_seq)
+        return await self.outbox.read(self.outbox.sync.pending, self.sink, limit, after_seq)
 
     async def wait_for_new(self, timeout: float | None = None) -> None:
         await self.new_data.wait(timeout)
