@@ -504,6 +504,11 @@ class AnywhereNowSource:
                 unanswered.update(key for key, _ in calls[index + 1 :] if key in self.calls)
                 break
             self._log_rest_error(ctx, "recording_state", result, **where)
+            if self.calls.get((ucc, correlation_id)) is not call:
+                # A live hub message changed this call while we waited for REST: it is
+                # announced already, and reporting the REST view too would say it twice.
+                ctx.log.info("anywherenow_reconcile_superseded_by_live", **where)
+                continue
             if result.not_found and result.error is not None:
                 event_type, new_state, reason = "recording.stopped", None, "session_not_found"
             elif result.ok:
