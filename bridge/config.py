@@ -14,7 +14,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -240,10 +240,6 @@ class Table:
             )
 
 
-class Component(Protocol):
-    name: str
-
-
 @dataclass
 class BridgeConfig:
     file: Path
@@ -255,7 +251,6 @@ class BridgeConfig:
     outbox: dict[str, Any] = field(default_factory=dict)
     admin: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
-    raw: dict[str, Any] = field(default_factory=dict)
 
 
 def _component_module(kind_group: str, kind: str, table: Table) -> Any:
@@ -343,7 +338,6 @@ def parse(data: dict[str, Any], file: Path) -> BridgeConfig:
         outbox=outbox_cfg,
         admin=admin_cfg,
         log_level=log_level,
-        raw=data,
     )
 
 

@@ -36,10 +36,10 @@ class RedactSecrets:
             return {k: self.scrub(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return type(value)(self.scrub(v) for v in value)
-        if isinstance(value, BaseException | bytes):
-            return self.scrub(
-                str(value) if isinstance(value, BaseException) else value.decode("utf-8", "replace")
-            )
+        if isinstance(value, bytes):
+            return self.scrub(value.decode("utf-8", "replace"))
+        if isinstance(value, BaseException):
+            return self.scrub(str(value))
         return value
 
     def __call__(

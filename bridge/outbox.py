@@ -90,9 +90,6 @@ class Row:
     next_at: float = 0.0
     first_failed_at: float | None = None
 
-    def cloudevent(self) -> dict[str, Any]:
-        return json.loads(self.body)
-
 
 @dataclass
 class Settlements:
@@ -305,19 +302,6 @@ class Outbox:
                 "updated_at=?, first_failed_at=COALESCE(first_failed_at, ?) WHERE sink=? AND seq=?",
                 [(status, error, now, now, sink, s) for s, status, error in outcomes.dead],
             )
-
-    def mark_delivered(self, sink: str, seqs: Sequence[int]) -> None:
-        self.settle(sink, Settlements(delivered=list(seqs)))
-
-    def mark_skipped(self, sink: str, seqs: Sequence[int]) -> None:
-        """Events the sink's filters do not want: settled without a delivery."""
-        self.settle(sink, Settlements(skipped=list(seqs)))
-
-    def mark_retry(self, sink: str, seq: int, *, next_at: float, status: int | None, error: str) -> None:
-        self.settle(sink, Settlements(retries=[(seq, next_at, status, error)]))
-
-    def mark_dead(self, sink: str, seq: int, *, status: int | None, error: str) -> None:
-        self.settle(sink, Settlements(dead=[(seq, status, error)]))
 
     # -- operator views (dlq, replay, metrics) -------------------------------
     def deliveries(

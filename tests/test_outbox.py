@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.model import Event
-from bridge.outbox import DEAD, DELIVERED, Outbox, OutboxUnavailable, Pending
+from bridge.outbox import DEAD, DELIVERED, Outbox, OutboxUnavailable, Pending, Settlements
 
 
 def event(n: int, subject: str = "s") -> Event:
@@ -74,9 +74,9 @@ def test_source_state_commits_with_events(outbox: Outbox) -> None:
 def test_delivery_states_and_requeue(outbox: Outbox) -> None:
     commit(outbox, [event(1), event(2), event(3)])
     rows = outbox.pending("a", 10)
-    outbox.mark_delivered("a", [rows[0].seq])
-    outbox.mark_retry("a", rows[1].seq, next_at=5.0, status=503, error="HTTP 503")
-    outbox.mark_dead("a", rows[2].seq, status=400, error="HTTP 400: bad")
+    outbox.settle("a", Settlements(delivered=[rows[0].seq]))
+    outbox.settle("a", Settlements(retries=[(rows[1].seq, 5.0, 503, "HTTP 503")]))
+    outbox.settle("a", Settlements(dead=[(rows[2].seq, 400, "HTTP 400: bad")]))
     pending = outbox.pending("a", 10)
     assert [(r.seq, r.attempts, r.next_at) for r in pending] == [(rows[1].seq, 1, 5.0)]
     dead = outbox.deliveries(sink="a", state=DEAD)
@@ -89,8 +89,8 @@ def test_delivery_states_and_requeue(outbox: Outbox) -> None:
 def test_prune_keeps_what_a_sink_still_needs(outbox: Outbox) -> None:
     commit(outbox, [event(1), event(2)])
     first, second = outbox.pending("a", 10)
-    outbox.mark_delivered("a", [first.seq, second.seq])
-    outbox.mark_delivered("b", [first.seq])
+    outbox.settle("a", Settlements(delivered=[first.seq, second.seq]))
+    outbox.settle("b", Settlements(delivered=[first.seq]))
     assert outbox.prune(retention=0) == 1
     assert outbox.stats()["events"] == 1
     assert outbox.deliveries(sink="a", state=DELIVERED)[0]["seq"] == second.seq

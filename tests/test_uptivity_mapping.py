@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bridge.model import event_id
+from bridge.model import NORMALIZED_TYPES, event_id
 from bridge.simulators.uptivity_examples import EXAMPLES
 from bridge.sources.uptivity import parse_vendor_time, to_event
 from bridge.sources.uptivity_stream import element_fields, parse_document
@@ -41,6 +41,7 @@ def test_documented_example_matches_golden(name: str) -> None:
 
 def test_all_seven_types_map_to_normalized_types() -> None:
     types = {name: cloudevent_for(name)["type"] for name in EXAMPLES}
+    assert set(types.values()) <= NORMALIZED_TYPES
     assert types == {
         "CALLSTART": "call.started",
         "CALLSTOP": "call.ended",
