@@ -13,9 +13,9 @@ from typing import Any
 import structlog
 import trio
 
+from bridge.asgi import lifespan, serve_asgi
 from bridge.metrics import Metrics
 from bridge.outbox import OutboxUnavailable
-from bridge.simulators.asgi import lifespan, serve_asgi
 
 log = structlog.get_logger("bridge.admin")
 
@@ -95,13 +95,13 @@ def make_app(bridge: Any, metrics: Metrics) -> Any:
 async def run_admin(
     bridge: Any, metrics: Metrics, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    host, port = _split_listen(bridge.config.admin["listen"])
+    host, port = _split_listen(bridge.config.admin.listen)
     try:
         await serve_asgi(make_app(bridge, metrics), host, port, task_status=task_status)
     except OSError as exc:
         log.error(
             "admin_http_failed",
-            listen=bridge.config.admin["listen"],
+            listen=bridge.config.admin.listen,
             error=exc.strerror,
             hint="change [admin] listen or set enabled = false",
         )
@@ -111,6 +111,6 @@ def attach(bridge: Any, args: Any = None) -> Metrics:
     """Wire metrics into the pipeline and, when enabled, serve the admin endpoints."""
     metrics = Metrics(bridge)
     bridge.metrics = metrics
-    if bridge.config.admin.get("enabled", True):
+    if bridge.config.admin.enabled:
         bridge.extra_tasks.append(lambda b: run_admin(b, metrics))
     return metrics

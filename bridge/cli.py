@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 
 import trio
 
-from bridge import __version__, logs
+from bridge import __version__, logs, registry
 from bridge.config import BridgeConfig, ConfigError, load
 
 EXIT_CONFIG = 2
@@ -23,13 +22,7 @@ DEFAULT_CONFIG = "/etc/event-bridge/bridge.toml"
 
 
 def _simulator_names() -> list[str]:
-    import bridge.simulators as pkg
-
-    return sorted(
-        m.name
-        for m in pkgutil.iter_modules(pkg.__path__)
-        if not m.name.startswith("_") and m.name not in ("asgi",) and not m.name.endswith("_examples")
-    )
+    return sorted(registry.SIMULATORS)
 
 
 def _load_config(path: str) -> BridgeConfig:
@@ -40,11 +33,13 @@ def _load_config(path: str) -> BridgeConfig:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
+    for warning in config.warnings:
+        print(f"event-bridge: warning: {warning}", file=sys.stderr)
     print(
         f"{config.file}: OK — {len(config.sources)} source(s): "
-        + ", ".join(f"{type(s).__name__.removesuffix('Source').lower()}:{s.name}" for s in config.sources)
+        + ", ".join(f"{c.kind}:{c.name}" for c in config.sources)
         + f"; {len(config.sinks)} sink(s): "
-        + ", ".join(s.name for s in config.sinks)
+        + ", ".join(f"{c.kind}:{c.name}" for c in config.sinks)
         + f"; state in {config.state_dir}"
     )
     return 0
@@ -77,7 +72,7 @@ def _service_hooks() -> list:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    module = importlib.import_module(f"bridge.simulators.{args.vendor}")
+    module = importlib.import_module(registry.SIMULATORS[args.vendor])
     logs.configure(args.log_level or "info")
     try:
         trio.run(module.main, args)
@@ -122,14 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     from bridge import demo
 
-    demo_parser = sub.add_parser("demo", help="run the bridge against its built-in simulators (no setup needed)")
+    demo_parser = sub.add_parser(
+        "demo", help="run the bridge against its built-in simulators (no setup needed)"
+    )
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(func=demo.cmd_demo)
 
     simulate = sub.add_parser("simulate", help="run a vendor simulator on loopback")
     vendors = simulate.add_subparsers(dest="vendor", required=True, metavar="VENDOR")
     for name in _simulator_names():
-        module = importlib.import_module(f"bridge.simulators.{name}")
+        module = importlib.import_module(registry.SIMULATORS[name])
         doc = (module.__doc__ or "").strip().splitlines()
         vendor_parser = vendors.add_parser(name, help=doc[0] if doc else name)
         module.add_arguments(vendor_parser)

@@ -71,7 +71,7 @@ def cmd_dlq(args: argparse.Namespace, load_config: Callable[[str], Any]) -> int:
 
 def cmd_replay(args: argparse.Namespace, load_config: Callable[[str], Any]) -> int:
     config = load_config(args.config)
-    if args.sink not in {s.name for s in config.sinks}:
+    if args.sink not in {c.name for c in config.sinks}:
         print(f"no sink named {args.sink!r} in {config.file}")
         return 2
     outbox = _open(config)
@@ -103,7 +103,8 @@ def cmd_tail(args: argparse.Namespace, load_config: Callable[[str], Any]) -> int
         last = max(0, row[0] - args.last)
         while True:
             rows = outbox.db.execute(
-                "SELECT seq, source, type, subject, body FROM events WHERE seq>? ORDER BY seq LIMIT 1000", (last,)
+                "SELECT seq, source, type, subject, body FROM events WHERE seq>? ORDER BY seq LIMIT 1000",
+                (last,),
             ).fetchall()
             for seq, source, type_, subject, body in rows:
                 last = seq
@@ -166,5 +167,3 @@ def register(sub: Any, load_config: Callable[[str], Any], parse_time: Callable[[
     receive = sub.add_parser("receive", help="a local webhook receiver that verifies and prints events")
     receiver.add_arguments(receive)
     receive.set_defaults(func=receiver.cmd_receive)
-
-

@@ -1,13 +1,13 @@
 """Configuration: one TOML file, validated at start, errors that name file, key and fix.
 
-Sources and sinks parse their own tables (``[[sources.<kind>]]``, ``[[sinks.<kind>]]``)
-through :class:`Table`, so adding a vendor or sink never touches this module: the kind
-name is the module name under ``bridge.sources`` / ``bridge.sinks``.
+Each ``[[sources.<kind>]]`` / ``[[sinks.<kind>]]`` table is read into the settings class
+its kind registers (:mod:`bridge.registry`, :mod:`bridge.settings`), so adding a vendor
+or a sink never touches this module. :class:`Table` holds the typed getters every error
+of which names file and key.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -17,19 +17,16 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bridge import registry
+from bridge.components import Configured
+from bridge.errors import ConfigError
+from bridge.settings import load_settings, setting, settings
+
+__all__ = ["BridgeConfig", "ConfigError", "Context", "Secrets", "Table", "load", "parse"]
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _CRED_REF = re.compile(r"\$\{credential:([A-Za-z0-9_.@-]+)\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class ConfigError(Exception):
-    """A configuration problem: where (file and key) and what to do about it."""
-
-    def __init__(self, file: str | Path, key: str, message: str) -> None:
-        self.file = str(file)
-        self.key = key
-        self.message = message
-        super().__init__(f"{self.file}: {key}: {message}" if key else f"{self.file}: {message}")
 
 
 class Secrets:
@@ -52,6 +49,8 @@ class Context:
     secrets: Secrets
     state_dir: Path
     timezone: ZoneInfo
+    timezone_set: bool = False  # [bridge] timezone given (else UTC, said out loud)
+    warnings: list[str] = field(default_factory=list)
 
 
 _MISSING = object()
@@ -240,50 +239,82 @@ class Table:
             )
 
 
+@settings
+class BridgeSettings:
+    """``[bridge]``: process-wide settings."""
+
+    state_dir: Path | None = setting(
+        None, doc="where the outbox and quarantine live (default: $STATE_DIRECTORY or ./state)"
+    )
+    timezone: ZoneInfo | None = setting(
+        None, doc="IANA zone that zone-less vendor times are read in (default: UTC, with a warning)"
+    )
+    log_level: str = setting("info", choices=("debug", "info", "warning", "error"), doc="log threshold")
+
+
+@settings
+class OutboxSettings:
+    """``[outbox]``: the durable SQLite outbox."""
+
+    commit_interval: float = setting(0.02, min=0.0, max=1.0, doc="longest wait to group commits (s)")
+    commit_batch: int = setting(1000, min=1, max=100_000, doc="most events in one commit")
+    synchronous: str = setting("full", choices=("full", "normal"), doc="SQLite synchronous mode")
+    retention: float = setting(7 * 86400.0, min=0.0, doc="keep delivered events this long (s)")
+    prune_interval: float = setting(300.0, min=1.0, doc="how often old rows are pruned (s)")
+
+
+@settings
+class AdminSettings:
+    """``[admin]``: the health, metrics and console listener."""
+
+    enabled: bool = setting(True, doc="serve /healthz, /readyz, /metrics")
+    listen: str = setting("127.0.0.1:9108", doc="host:port to listen on (keep it on loopback)")
+
+
 @dataclass
 class BridgeConfig:
     file: Path
     state_dir: Path
     timezone: ZoneInfo
     secrets: Secrets
-    sources: list[Any] = field(default_factory=list)
-    sinks: list[Any] = field(default_factory=list)
-    outbox: dict[str, Any] = field(default_factory=dict)
-    admin: dict[str, Any] = field(default_factory=dict)
+    sources: list[Configured] = field(default_factory=list)
+    sinks: list[Configured] = field(default_factory=list)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
     log_level: str = "info"
+    warnings: list[str] = field(default_factory=list)  # said at start and by check-config
 
 
-def _component_module(kind_group: str, kind: str, table: Table) -> Any:
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", kind):
-        raise table.error("", f"{kind!r} is not a known {kind_group[:-1]} kind")
-    try:
-        return importlib.import_module(f"bridge.{kind_group}.{kind}")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith(f"bridge.{kind_group}.{kind}"):
-            raise ConfigError(
-                table.ctx.file, f"{kind_group}.{kind}", f"there is no {kind_group[:-1]} kind called {kind!r}"
-            ) from None
-        raise
-
-
-def _components(root: Table, group: str) -> list[Any]:
-    built: list[Any] = []
+def _components(root: Table, group: str) -> list[Configured]:
+    built: list[Configured] = []
     seen: set[str] = set()
     section = root.table(group)
+    single = group[:-1]
     for kind in sorted(section.data):
-        module = _component_module(group, kind, section)
+        try:
+            registration = registry.source_kind(kind) if group == "sources" else registry.sink_kind(kind)
+        except registry.UnknownKind as exc:
+            raise ConfigError(section.ctx.file, f"{group}.{kind}", str(exc)) from None
         for table in section.tables(kind):
-            component = module.from_config(table)
-            table.check_unknown()
             # What a reload compares to decide whether this component changed.
-            component.config_fingerprint = json.dumps([kind, table.data], sort_keys=True, default=str)
-            if component.name in seen:
-                raise table.error(
-                    "name", f"{component.name!r} is used twice in [{group}]; names must be unique"
-                )
-            seen.add(component.name)
-            built.append(component)
+            fingerprint = json.dumps([kind, table.data], sort_keys=True, default=str)
+            if registration.settings is registry.LegacyTable:
+                values: Any = None
+                component = registration.build(table)
+                table.check_unknown()
+            else:
+                values = load_settings(registration.settings, table)
+                component = registration.build(values)
+            name = component.name
+            if name in seen:
+                raise table.error("name", f"{name!r} is used twice in [{group}]; names must be unique")
+            seen.add(name)
+            built.append(Configured(kind, name, fingerprint, values, component))
     section.check_unknown()
+    if not built:
+        raise ConfigError(
+            root.ctx.file, group, f"no {single} is configured; add at least one [[{group}.<kind>]] table"
+        )
     return built
 
 
@@ -292,41 +323,19 @@ def parse(data: dict[str, Any], file: Path) -> BridgeConfig:
     secrets = Secrets()
     boot = Context(file=file, secrets=secrets, state_dir=Path("."), timezone=ZoneInfo("UTC"))
     root = Table(data, "", boot)
-    bridge = root.table("bridge")
-    boot.timezone = bridge.timezone("timezone")
+    bridge = load_settings(BridgeSettings, root.table("bridge"))
+    if bridge.timezone is not None:
+        boot.timezone = bridge.timezone
+    boot.timezone_set = bridge.timezone is not None
     state_env = os.environ.get("STATE_DIRECTORY")  # systemd StateDirectory=
     state_default = state_env.split(":")[0] if state_env else "./state"
     # Relative paths in the file are relative to the file; the default is relative to
     # the working directory (or systemd's StateDirectory=).
-    boot.state_dir = bridge.path_value("state_dir", None) or Path(state_default).resolve()
-    log_level = bridge.str("log_level", "info", choices=("debug", "info", "warning", "error"))
-    bridge.check_unknown()
-
-    outbox = root.table("outbox")
-    outbox_cfg = {
-        "commit_interval": outbox.float("commit_interval", 0.02, min=0.0, max=1.0),
-        "commit_batch": outbox.int("commit_batch", 1000, min=1, max=100_000),
-        "synchronous": outbox.str("synchronous", "full", choices=("full", "normal")),
-        "retention": outbox.float("retention", 7 * 86400.0, min=0.0),
-        "prune_interval": outbox.float("prune_interval", 300.0, min=1.0),
-    }
-    outbox.check_unknown()
-
-    admin = root.table("admin")
-    admin_cfg = {
-        "enabled": admin.bool("enabled", True),
-        "listen": admin.str("listen", "127.0.0.1:9108"),
-    }
-    admin.check_unknown()
-
+    boot.state_dir = bridge.state_dir or Path(state_default).resolve()
+    outbox = load_settings(OutboxSettings, root.table("outbox"))
+    admin = load_settings(AdminSettings, root.table("admin"))
     sources = _components(root, "sources")
     sinks = _components(root, "sinks")
-    if not sources:
-        raise ConfigError(
-            file, "sources", "no source is configured; add at least one [[sources.<kind>]] table"
-        )
-    if not sinks:
-        raise ConfigError(file, "sinks", "no sink is configured; add at least one [[sinks.<kind>]] table")
     root.check_unknown()
     return BridgeConfig(
         file=file,
@@ -335,9 +344,10 @@ def parse(data: dict[str, Any], file: Path) -> BridgeConfig:
         secrets=secrets,
         sources=sources,
         sinks=sinks,
-        outbox=outbox_cfg,
-        admin=admin_cfg,
-        log_level=log_level,
+        outbox=outbox,
+        admin=admin,
+        log_level=bridge.log_level,
+        warnings=boot.warnings,
     )
 
 

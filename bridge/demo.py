@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 import trio
 
-from bridge import logs
+from bridge import logs, registry
 from bridge.config import load
 from bridge.service import Bridge, run_with_signals
 
@@ -38,20 +38,22 @@ async def run_demo(config_path: Path, duration: float | None) -> None:
     config = load(config_path)
     logs.redactor.update(config.secrets.values)
     async with trio.open_nursery() as nursery:
-        for source in config.sources:
-            vendor_module = type(source).__module__.rsplit(".", 1)[1]
-            factory = _optional(f"bridge.simulators.{vendor_module}", "for_source")
+        for configured in config.sources:
+            source, vendor_module = configured.component, configured.kind
+            simulator_module = registry.SOURCES[vendor_module].simulator
+            factory = _optional(simulator_module, "for_source") if simulator_module else None
             if factory is None:
                 log.warning("demo_no_simulator", source=source.name, vendor=vendor_module)
                 continue
             simulator = factory(source)
             port = await nursery.start(simulator.serve)
             log.info("demo_simulator_started", source=source.name, vendor=vendor_module, port=port)
-        for sink in config.sinks:
-            kind = type(sink).__module__.rsplit(".", 1)[1]
-            receiver = _optional(f"bridge.sinks.{kind}", "demo_receiver")
+        for configured in config.sinks:
+            receiver = getattr(registry.sink_kind(configured.kind), "demo_receiver", None)
+            if receiver is None:
+                receiver = _optional(registry.SINKS[configured.kind].module, "demo_receiver")
             if receiver is not None:
-                await nursery.start(receiver, sink)
+                await nursery.start(receiver, configured.component)
         bridge = Bridge(config)
         if duration:
             nursery.start_soon(_stop_after, bridge, duration)
@@ -65,7 +67,9 @@ async def _stop_after(bridge: Bridge, seconds: float) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", default=str(EXAMPLE), help="config to run (default: the shipped example)")
+    parser.add_argument(
+        "--config", "-c", default=str(EXAMPLE), help="config to run (default: the shipped example)"
+    )
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
 
 

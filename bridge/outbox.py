@@ -219,7 +219,9 @@ class Outbox:
                             event.to_cloudevent(eid), separators=(",", ":"), ensure_ascii=False
                         ).encode()
                         seq += 1
-                        event_rows.append((seq, eid, item.source, event.type, event.subject, item.received_at, body))
+                        event_rows.append(
+                            (seq, eid, item.source, event.type, event.subject, item.received_at, body)
+                        )
                 db.executemany(
                     "INSERT INTO events(seq, id, source, type, subject, received_at, body) VALUES (?,?,?,?,?,?,?)",
                     event_rows,
@@ -237,7 +239,9 @@ class Outbox:
                 for item in batch:
                     for key_, value in (item.state or {}).items():
                         if value is None:
-                            db.execute("DELETE FROM source_state WHERE source=? AND key=?", (item.source, key_))
+                            db.execute(
+                                "DELETE FROM source_state WHERE source=? AND key=?", (item.source, key_)
+                            )
                         else:
                             db.execute(
                                 "INSERT INTO source_state(source, key, value) VALUES (?,?,?) "
@@ -295,7 +299,10 @@ class Outbox:
             self.db.executemany(
                 "UPDATE deliveries SET attempts=attempts+1, next_at=?, last_status=?, last_error=?, "
                 "updated_at=?, first_failed_at=COALESCE(first_failed_at, ?) WHERE sink=? AND seq=?",
-                [(next_at, status, error, now, now, sink, s) for s, next_at, status, error in outcomes.retries],
+                [
+                    (next_at, status, error, now, now, sink, s)
+                    for s, next_at, status, error in outcomes.retries
+                ],
             )
             self.db.executemany(
                 "UPDATE deliveries SET state=2, attempts=attempts+1, last_status=?, last_error=?, "

@@ -25,7 +25,7 @@ from urllib.parse import unquote
 import trio
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from bridge.simulators.asgi import Disconnected, lifespan, read_body, respond
+from bridge.asgi import Disconnected, lifespan, read_body, respond
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -83,7 +83,9 @@ def parse_events(body: bytes, headers: Mapping[str, str]) -> list[dict[str, Any]
     raise VerificationError(f"not a CloudEvents request (content-type {content_type!r})")
 
 
-def receiver_app(verifier: WebhookVerifier, on_events: Callable[[list[dict[str, Any]], dict[str, str]], Any]) -> Any:
+def receiver_app(
+    verifier: WebhookVerifier, on_events: Callable[[list[dict[str, Any]], dict[str, str]], Any]
+) -> Any:
     """An ASGI app that verifies each POST and hands its events to ``on_events``."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -115,7 +117,7 @@ def print_events(events: list[dict[str, Any]], headers: dict[str, str]) -> None:
 
 
 async def serve(port: int, host: str, secrets: Sequence[str]) -> None:
-    from bridge.simulators.asgi import serve_asgi
+    from bridge.asgi import serve_asgi
 
     await serve_asgi(receiver_app(WebhookVerifier(secrets), print_events), host, port)
 
@@ -123,7 +125,9 @@ async def serve(port: int, host: str, secrets: Sequence[str]) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--secret", action="append", required=True, help="whsec_… secret (repeat during rotation)")
+    parser.add_argument(
+        "--secret", action="append", required=True, help="whsec_… secret (repeat during rotation)"
+    )
 
 
 def cmd_receive(args: argparse.Namespace) -> int:

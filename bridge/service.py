@@ -21,11 +21,11 @@ import trio
 from bridge import logs
 from bridge.backoff import Backoff
 from bridge.committer import Committer, SourceEmitter
+from bridge.components import Configured, Sink, Source, SourceContext
 from bridge.config import BridgeConfig, ConfigError, load
 from bridge.outbox import AsyncOutbox, Outbox
 from bridge.quarantine import Quarantine
 from bridge.sinks.base import SinkFeed
-from bridge.sources.base import SourceContext
 
 log = structlog.get_logger("bridge.service")
 
@@ -35,12 +35,12 @@ class Bridge:
         self.config = config
         self.shutdown_grace = shutdown_grace
         self.outbox = AsyncOutbox(
-            Outbox(config.state_dir / "outbox.sqlite3", synchronous=config.outbox["synchronous"])
+            Outbox(config.state_dir / "outbox.sqlite3", synchronous=config.outbox.synchronous)
         )
-        self.committer = Committer(self.outbox, batch_max=config.outbox["commit_batch"])
+        self.committer = Committer(self.outbox, batch_max=config.outbox.commit_batch)
         self.quarantine = Quarantine(config.state_dir / "quarantine")
-        self.sources: dict[str, Any] = {}
-        self.sinks: dict[str, Any] = {}
+        self.sources: dict[str, Source] = {}
+        self.sinks: dict[str, Sink] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
         self._stop = trio.Event()
         self.ready = trio.Event()
@@ -79,12 +79,12 @@ class Bridge:
                     outer.start_soon(task, self)
                 async with trio.open_nursery() as sinks_nursery:
                     self._sinks_nursery = sinks_nursery
-                    for sink in self.config.sinks:
-                        await sinks_nursery.start(self._supervise_sink, sink)
+                    for configured in self.config.sinks:
+                        await sinks_nursery.start(self._supervise_sink, configured.component)
                     async with trio.open_nursery() as sources_nursery:
                         self._sources_nursery = sources_nursery
-                        for source in self.config.sources:
-                            await sources_nursery.start(self._supervise_source, source)
+                        for configured in self.config.sources:
+                            await sources_nursery.start(self._supervise_source, configured.component)
                         self.ready.set()
                         log.info("bridge_ready")
                         task_status.started(self)
@@ -129,14 +129,14 @@ class Bridge:
             )
 
     async def _prune_loop(self) -> None:
-        retention = self.config.outbox["retention"]
+        retention = self.config.outbox.retention
         while True:
-            await trio.sleep(self.config.outbox["prune_interval"])
+            await trio.sleep(self.config.outbox.prune_interval)
             removed = await self.outbox.call(self.outbox.sync.prune, retention)
             if removed:
                 log.info("outbox_pruned", events=removed)
 
-    async def _supervise_source(self, source: Any, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _supervise_source(self, source: Source, *, task_status: trio.TaskStatus[None]) -> None:
         state = await self.outbox.call(self.outbox.sync.load_state, source.name)
         ctx = SourceContext(
             emitter=SourceEmitter(self.committer, source.name),
@@ -147,7 +147,7 @@ class Bridge:
         self.sources[source.name] = source
         await self._supervise(source.name, "source", partial(source.run, ctx), source, task_status)
 
-    async def _supervise_sink(self, sink: Any, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _supervise_sink(self, sink: Sink, *, task_status: trio.TaskStatus[None]) -> None:
         feed = SinkFeed(self.outbox, self.committer.new_data, sink.name, self.delivery_observers)
         self.sinks[sink.name] = sink
         await self._supervise(sink.name, "sink", partial(sink.run, feed), sink, task_status)
@@ -220,38 +220,33 @@ class Bridge:
     async def _apply(
         self,
         role: str,
-        old: dict[str, Any],
-        new: dict[str, Any],
+        old: dict[str, Configured],
+        new: dict[str, Configured],
         nursery: trio.Nursery | None,
         supervise: Callable[..., Any],
         changes: dict[str, list[str]],
     ) -> None:
         assert nursery is not None
-        kept = [
-            name
-            for name in old
-            if name in new and old[name].config_fingerprint == new[name].config_fingerprint
-        ]
-        for name, component in old.items():
+        kept = [name for name in old if name in new and old[name].fingerprint == new[name].fingerprint]
+        for name, configured in old.items():
             if name in kept:
-                new[name] = component  # keep the running object
+                new[name] = configured  # keep the running object
                 continue
             changes["removed" if name not in new else "changed"].append(f"{role}:{name}")
             scope = self._scopes.pop(f"{role}:{name}", None)
             if scope is not None:
                 scope.cancel()
             (self.sources if role == "source" else self.sinks).pop(name, None)
-        for name, component in new.items():
+        for name, configured in new.items():
             if name in kept:
                 continue
             if name not in old:
                 changes["added"].append(f"{role}:{name}")
-            await nursery.start(supervise, component)
+            await nursery.start(supervise, configured.component)
 
     def reopen_logs(self) -> None:
         for sink in self.sinks.values():
-            if hasattr(sink, "reopen"):
-                sink.reopen()
+            sink.reopen()
 
 
 async def reload_from_file(bridge: Bridge) -> None:

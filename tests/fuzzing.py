@@ -53,7 +53,9 @@ class OutboxProbe:
         self.quarantine = Quarantine(root / "quarantine")
         self.quarantine_root = root / "quarantine"
 
-    def commit(self, source: str, events: Sequence[Event], state: dict[str, str | None] | None = None) -> list[dict]:
+    def commit(
+        self, source: str, events: Sequence[Event], state: dict[str, str | None] | None = None
+    ) -> list[dict]:
         """Commit like the committer does; return the stored CloudEvents (strict JSON)."""
         seqs = self.outbox.commit([Pending(source, events, state, time.time(), None)])
         if not seqs:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.simulators.asgi import Disconnected, lifespan, read_body, respond
+from bridge.asgi import Disconnected, lifespan, read_body, respond
 
 
 @dataclass

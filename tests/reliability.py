@@ -11,7 +11,9 @@ import json
 import os
 from pathlib import Path
 
-OUT = Path(os.environ.get("RELIABILITY_OUT", Path(__file__).resolve().parent.parent / "build" / "reliability.jsonl"))
+OUT = Path(
+    os.environ.get("RELIABILITY_OUT", Path(__file__).resolve().parent.parent / "build" / "reliability.jsonl")
+)
 
 
 def reset() -> None:

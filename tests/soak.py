@@ -34,8 +34,8 @@ from typing import Any
 
 import trio
 
+from bridge.asgi import serve_asgi
 from bridge.simulators.anywherenow import AnywhereNowSimulator
-from bridge.simulators.asgi import serve_asgi
 from bridge.simulators.encore import NOT_RECORDING, PAUSE, RECORD, EncoreSimulator
 from bridge.simulators.uptivity import UptivitySimulator
 from tests.faults import FaultProxy
@@ -295,7 +295,9 @@ class Soak:
             total = MINUTES * 60
             kill_phase = total / 3
             began = trio.current_time()
-            say(f"{MINUTES:g} min at {RATE:g} events/s, seed {SEED}; kill -9 during the first {kill_phase:.0f} s")
+            say(
+                f"{MINUTES:g} min at {RATE:g} events/s, seed {SEED}; kill -9 during the first {kill_phase:.0f} s"
+            )
             final_started: float | None = None
             next_fault = began + self.rng.uniform(2, 8)
             next_report = began + 30
@@ -352,7 +354,9 @@ class Soak:
             start = sorted(after_warmup[:3])[1]
             end = sorted(after_warmup[-3:])[1]
             growth = (end - start) / start
-            say(f"bridge RSS after {warm:.0f} s warm-up: {start // 1024} MB -> {end // 1024} MB ({growth:+.1%})")
+            say(
+                f"bridge RSS after {warm:.0f} s warm-up: {start // 1024} MB -> {end // 1024} MB ({growth:+.1%})"
+            )
             ok = ok and growth <= MAX_RSS_GROWTH
         else:
             say("not enough RSS samples after warm-up to judge memory (run longer)")

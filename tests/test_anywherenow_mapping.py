@@ -54,7 +54,9 @@ def test_any_property_casing_is_accepted(payload: dict) -> None:
 
 
 def test_a_json_string_argument_and_a_payload_time() -> None:
-    change = parse_invocation(['{"CorrelationId": "c", "StateAction": 1, "Timestamp": "2026-01-02T03:04:05Z"}'])
+    change = parse_invocation(
+        ['{"CorrelationId": "c", "StateAction": 1, "Timestamp": "2026-01-02T03:04:05Z"}']
+    )
     assert change.time == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert change.ucc == ""
     event, _, _ = live_event("s", change, None)
@@ -81,7 +83,9 @@ def test_malformed_invocations_say_what_is_wrong(arguments: object, problem: str
 
 def test_live_events_track_the_call_state() -> None:
     def step(action: object, last: str | None) -> tuple[str, str | None, bool]:
-        event, new_state, changes = live_event("s", parse_invocation([{"CorrelationId": "c", "StateAction": action}]), last)
+        event, new_state, changes = live_event(
+            "s", parse_invocation([{"CorrelationId": "c", "StateAction": action}]), last
+        )
         return event.type, new_state, changes
 
     assert step(1, None) == ("recording.started", STARTED, True)
@@ -97,9 +101,13 @@ def test_live_events_track_the_call_state() -> None:
 def test_identity_is_deterministic_per_message() -> None:
     change = parse_invocation([{"UccName": "u", "CorrelationId": "c", "StateAction": 4}])
     first, _, _ = live_event("s", change, None)
-    again, _, _ = live_event("s", parse_invocation([{"uccName": "u", "correlationId": "c", "stateAction": "Save"}]), None)
+    again, _, _ = live_event(
+        "s", parse_invocation([{"uccName": "u", "correlationId": "c", "stateAction": "Save"}]), None
+    )
     assert first.digest() == again.digest()
-    other, _, _ = live_event("s", parse_invocation([{"UccName": "u", "CorrelationId": "c", "StateAction": 5}]), None)
+    other, _, _ = live_event(
+        "s", parse_invocation([{"UccName": "u", "CorrelationId": "c", "StateAction": 5}]), None
+    )
     assert other.digest() != first.digest()
     reconciled = reconciled_event("s", "u", "c", "recording.saved", STARTED, None, "x")
     assert reconciled.digest() != first.digest() and reconciled.identity["reconciled"] is True
@@ -123,8 +131,17 @@ def test_reconcile_transitions(last: str, rest_state: int, expected: tuple) -> N
 
 
 def test_reconciled_event_carries_the_rest_answer() -> None:
-    body = {"CorrelationId": "c", "RecordingState": 2, "MarkingState": 0, "SavingState": 1, "ErrorMessage": None, "UCCName": "u"}
-    event = reconciled_event("s", "u", "c", "recording.stopped", STARTED, body, "state_changed_while_disconnected")
+    body = {
+        "CorrelationId": "c",
+        "RecordingState": 2,
+        "MarkingState": 0,
+        "SavingState": 1,
+        "ErrorMessage": None,
+        "UCCName": "u",
+    }
+    event = reconciled_event(
+        "s", "u", "c", "recording.stopped", STARTED, body, "state_changed_while_disconnected"
+    )
     assert event.data["reconciled"] is True
     assert event.data["raw"] == body
     assert event.data["recording_state"] == "Stopped"
@@ -132,7 +149,7 @@ def test_reconciled_event_carries_the_rest_answer() -> None:
 
 
 def test_state_keys_round_trip_any_names() -> None:
-    for ucc, cid in [("u", "c"), ("ucc/with:odd\"chars", "1d6c6a58-6739-4f0c-98ff-0968292c8c30"), ("", "x")]:
+    for ucc, cid in [("u", "c"), ('ucc/with:odd"chars', "1d6c6a58-6739-4f0c-98ff-0968292c8c30"), ("", "x")]:
         assert parse_state_key(state_key(ucc, cid)) == (ucc, cid)
     assert parse_state_key("other") is None
     assert parse_state_key("call:[1,2]") is None
@@ -140,8 +157,14 @@ def test_state_keys_round_trip_any_names() -> None:
 
 def test_rest_error_messages_in_every_documented_shape() -> None:
     assert error_message({"ErrorMessage": None}) is None
-    assert error_message({"ErrorMessage": {"ErrorType": 1, "Message": "m"}}) == {"ErrorType": 1, "Message": "m"}
+    assert error_message({"ErrorMessage": {"ErrorType": 1, "Message": "m"}}) == {
+        "ErrorType": 1,
+        "Message": "m",
+    }
     nested = {"ErrorMessage": {"ErrorMessage": {"ErrorType": 2, "Message": "n"}}}
     assert error_message(nested) == {"ErrorType": 2, "Message": "n"}
-    assert error_message({"errorMessage": {"errorType": 3, "message": "camel"}}) == {"ErrorType": 3, "Message": "camel"}
+    assert error_message({"errorMessage": {"errorType": 3, "message": "camel"}}) == {
+        "ErrorType": 3,
+        "Message": "camel",
+    }
     assert error_message({"ErrorMessage": "plain"}) == {"ErrorType": None, "Message": "plain"}

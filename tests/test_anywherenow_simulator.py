@@ -48,7 +48,13 @@ async def test_official_javascript_client_receives_an_event_and_a_close(nursery:
     sim = AnywhereNowSimulator(require_token="js-token-123", ping_interval=0.2)
     await nursery.start(sim.serve)
     process = await trio.lowlevel.open_process(
-        ["node", str(JS_DIR / "anywherenow_client.mjs"), sim.hub_url(), "RecordingStateChangedEvent", "js-token-123"],
+        [
+            "node",
+            str(JS_DIR / "anywherenow_client.mjs"),
+            sim.hub_url(),
+            "RecordingStateChangedEvent",
+            "js-token-123",
+        ],
         stdout=subprocess.PIPE,
         cwd=str(JS_DIR),
     )
@@ -63,7 +69,9 @@ async def test_official_javascript_client_receives_an_event_and_a_close(nursery:
             assert sim.connected_clients == 1
             assert await sim.send_state("ucc-demo-name", "js-call", 1) == 1
             got = await read_json_line(process.stdout, buffer)
-            assert got == {"event": {"uccName": "ucc-demo-name", "correlationId": "js-call", "stateAction": 1}}
+            assert got == {
+                "event": {"uccName": "ucc-demo-name", "correlationId": "js-call", "stateAction": 1}
+            }
             await sim.drop_connections("close", error="Simulated shutdown")
             closed = await read_json_line(process.stdout, buffer)
             assert "Simulated shutdown" in (closed["closed"] or ""), closed
@@ -79,7 +87,9 @@ async def test_official_javascript_client_receives_an_event_and_a_close(nursery:
     assert websocket.headers["x-js-client"] == "microsoft-signalr"
 
 
-async def raw_hub_client(sim: AnywhereNowSimulator, negotiate_version: int | None) -> tuple[trio.SocketStream, WSConnection, str]:
+async def raw_hub_client(
+    sim: AnywhereNowSimulator, negotiate_version: int | None
+) -> tuple[trio.SocketStream, WSConnection, str]:
     """A minimal hand-rolled client: negotiate, upgrade, handshake (for protocol details)."""
     async with httpx.AsyncClient() as client:
         query = "" if negotiate_version is None else f"?negotiateVersion={negotiate_version}"
@@ -162,7 +172,12 @@ async def test_rest_state_set_and_capabilities(nursery: trio.Nursery) -> None:
         missing = await client.get(f"{base}/api/v2/recording/ucc-demo-name/nope")
         assert missing.status_code == 404 and missing.json()["ErrorMessage"]["Message"]
         for prefix in ("/api/recording", "/api/v2/recording"):
-            body = {"Action": "Mark", "RequesterSipUri": "sip:agent@domain.com", "CorrelationId": "c1", "UCCName": "ucc-demo-name"}
+            body = {
+                "Action": "Mark",
+                "RequesterSipUri": "sip:agent@domain.com",
+                "CorrelationId": "c1",
+                "UCCName": "ucc-demo-name",
+            }
             answer = await client.post(f"{base}{prefix}/set", json=body)
             assert answer.status_code == 200 and answer.json()["ErrorMessage"] is None
             answer = await client.post(f"{base}{prefix}/set", json={**body, "Action": 1})

@@ -134,7 +134,9 @@ async def test_every_state_action_becomes_its_cloudevent(
     assert set(emitter.state) == {state_key(UCC, "call-1"), state_key(UCC, "call-3")}
 
 
-async def test_start_after_pause_is_resume_and_unknown_actions_pass_through(tmp_path: Path, nursery: trio.Nursery) -> None:
+async def test_start_after_pause_is_resume_and_unknown_actions_pass_through(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
     sim = AnywhereNowSimulator(casing="pascal")
     await nursery.start(sim.serve)
     async with running_source(sim, tmp_path) as (source, emitter):
@@ -242,7 +244,9 @@ async def test_malformed_invocations_are_logged_quarantined_and_the_connection_s
         await sim.send_raw('{"type":1,"target":"RecordingStateChangedEvent","arguments":[{\x1e')
         await sim.send_raw('{"type":99}\x1e')
         await sim.send_invocation("SomethingElse", [{"x": 1}])
-        await sim.send_invocation("recordingstatechangedevent", [{"CorrelationId": "lower", "StateAction": 2}])
+        await sim.send_invocation(
+            "recordingstatechangedevent", [{"CorrelationId": "lower", "StateAction": 2}]
+        )
         await sim.send_state(UCC, "good", 1)
         await wait_for(lambda: len(emitter.events) == 2)
         assert source.connections == 1 and sim.connected_clients == 1
@@ -259,7 +263,9 @@ async def test_malformed_invocations_are_logged_quarantined_and_the_connection_s
     assert any(b'"arguments":[{' in path.read_bytes() for path in kept)
 
 
-async def test_access_token_and_custom_headers_reach_the_hub_and_rest(tmp_path: Path, nursery: trio.Nursery) -> None:
+async def test_access_token_and_custom_headers_reach_the_hub_and_rest(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
     sim = AnywhereNowSimulator(require_token=TOKEN)
     await nursery.start(sim.serve)
     async with running_source(
@@ -280,7 +286,9 @@ async def test_access_token_and_custom_headers_reach_the_hub_and_rest(tmp_path: 
     assert sim.requests[0].query["negotiateVersion"] == ["1"]
 
 
-async def test_wrong_token_is_an_error_and_is_retried(tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture) -> None:
+async def test_wrong_token_is_an_error_and_is_retried(
+    tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture
+) -> None:
     sim = AnywhereNowSimulator(require_token=TOKEN)
     await nursery.start(sim.serve)
     async with running_source(sim, tmp_path, access_token="wrong-token") as (source, _):
@@ -292,7 +300,9 @@ async def test_wrong_token_is_an_error_and_is_retried(tmp_path: Path, nursery: t
     assert source.connections == 0
 
 
-async def test_capabilities_warning_when_agents_cannot_edit(tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture) -> None:
+async def test_capabilities_warning_when_agents_cannot_edit(
+    tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture
+) -> None:
     sim = AnywhereNowSimulator(agent_can_edit=False)
     await nursery.start(sim.serve)
     async with running_source(sim, tmp_path, ucc_names=[UCC]) as (_source, _):
@@ -302,7 +312,9 @@ async def test_capabilities_warning_when_agents_cannot_edit(tmp_path: Path, nurs
     assert "AgentCanEditRecordings" in warning["detail"]
 
 
-async def test_hub_close_message_and_silent_hub_are_detected(tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture) -> None:
+async def test_hub_close_message_and_silent_hub_are_detected(
+    tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture
+) -> None:
     sim = AnywhereNowSimulator(ping_interval=0.1)
     await nursery.start(sim.serve)
     async with running_source(sim, tmp_path, server_timeout=0.6) as (source, emitter):
@@ -336,7 +348,9 @@ async def test_shutdown_leaves_no_thread_behind(tmp_path: Path, nursery: trio.Nu
     assert signalr_threads() == []
 
 
-async def test_full_channel_blocks_the_hub_thread_instead_of_dropping(tmp_path: Path, nursery: trio.Nursery) -> None:
+async def test_full_channel_blocks_the_hub_thread_instead_of_dropping(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
     sim = AnywhereNowSimulator()
     await nursery.start(sim.serve)
     gate = trio.Event()
@@ -347,7 +361,10 @@ async def test_full_channel_blocks_the_hub_thread_instead_of_dropping(tmp_path: 
             await super().emit(events, **kwargs)
 
     emitter = SlowEmitter()
-    async with running_source(sim, tmp_path, emitter=emitter, queue_size=1, server_timeout=1.0) as (source, _):
+    async with running_source(sim, tmp_path, emitter=emitter, queue_size=1, server_timeout=1.0) as (
+        source,
+        _,
+    ):
         await connected(source, sim)
         for i in range(40):
             await sim.send_state(UCC, f"bp-{i}", 1)
@@ -362,14 +379,24 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"sources\.anywherenow\[0\]\.hub_url"):
         anywherenow.from_config(make_table({"name": "a", "hub_url": "ftp://x"}, tmp_path))
     with pytest.raises(ConfigError, match="ca_file"):
-        anywherenow.from_config(make_table({"name": "a", "hub_url": "https://x/h", "ca_file": "missing.pem"}, tmp_path))
+        anywherenow.from_config(
+            make_table({"name": "a", "hub_url": "https://x/h", "ca_file": "missing.pem"}, tmp_path)
+        )
     with pytest.raises(ConfigError, match="server_timeout"):
         anywherenow.from_config(
-            make_table({"name": "a", "hub_url": "https://x/h", "ping_interval": 30.0, "server_timeout": 10.0}, tmp_path)
+            make_table(
+                {"name": "a", "hub_url": "https://x/h", "ping_interval": 30.0, "server_timeout": 10.0},
+                tmp_path,
+            )
         )
     secrets = Secrets()
     table = make_table(
-        {"name": "a", "hub_url": "https://x/h", "access_token": "tok-123456", "headers": {"X-Api-Key": "key-abcdef"}},
+        {
+            "name": "a",
+            "hub_url": "https://x/h",
+            "access_token": "tok-123456",
+            "headers": {"X-Api-Key": "key-abcdef"},
+        },
         tmp_path,
         secrets,
     )
@@ -386,8 +413,24 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
         check=True,
         capture_output=True,
     )

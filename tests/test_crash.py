@@ -20,7 +20,7 @@ from pathlib import Path
 
 import trio
 
-from bridge.simulators.asgi import serve_asgi
+from bridge.asgi import serve_asgi
 from bridge.simulators.uptivity import UptivitySimulator
 from tests.helpers import wait_for, write_config
 from tests.receivers import Receiver
@@ -98,7 +98,9 @@ async def test_kill_9_at_random_moments_loses_nothing_that_was_read(tmp_path: Pa
         await trio.sleep(0.3)
         sim.count = sim.produced
         final_connection = max(sim.written())
-        await wait_for(lambda: len(sim.written()[final_connection]) == len(_produced_on(sim, final_connection)))
+        await wait_for(
+            lambda: len(sim.written()[final_connection]) == len(_produced_on(sim, final_connection))
+        )
         written = sim.written()
         must_arrive = set(written[final_connection])
         for receiver in receivers:
@@ -143,12 +145,19 @@ async def test_kill_9_at_random_moments_loses_nothing_that_was_read(tmp_path: Pa
 
 def _committed_numbers(db: Path) -> set[int]:
     with sqlite3.connect(db) as conn:
-        return {int(json.loads(body)["data"]["raw"]["EVENTXREF"]) for (body,) in conn.execute("SELECT body FROM events")}
+        return {
+            int(json.loads(body)["data"]["raw"]["EVENTXREF"])
+            for (body,) in conn.execute("SELECT body FROM events")
+        }
 
 
 def _numbers(receiver: Receiver) -> list[int]:
-    return [int(e["data"]["raw"]["EVENTXREF"]) for r in receiver.requests if r.status == 204 for e in r.events()]
+    return [
+        int(e["data"]["raw"]["EVENTXREF"]) for r in receiver.requests if r.status == 204 for e in r.events()
+    ]
 
 
 def _produced_on(sim: UptivitySimulator, connection: int) -> list[int]:
-    return [n for n in range(1, sim.produced + 1) if n >= min(sim.written()[connection] or [sim.produced + 1])]
+    return [
+        n for n in range(1, sim.produced + 1) if n >= min(sim.written()[connection] or [sim.produced + 1])
+    ]

@@ -28,8 +28,8 @@ from typing import Any
 
 import trio
 
+from bridge.asgi import serve_asgi
 from bridge.simulators.anywherenow import AnywhereNowSimulator
-from bridge.simulators.asgi import serve_asgi
 from bridge.simulators.encore import NOT_RECORDING, PAUSE, RECORD, EncoreSimulator
 from bridge.simulators.uptivity import UptivitySimulator
 from tests.helpers import wait_for, write_config
@@ -203,8 +203,12 @@ def delivered(receiver: Receiver) -> list[dict[str, Any]]:
 
 def anywherenow_complete(events: list[dict[str, Any]]) -> bool:
     """Every call whose start was committed has a committed stop."""
-    started = {e["subject"] for e in events if e["source"].endswith("/anw") and e["type"] == "recording.started"}
-    stopped = {e["subject"] for e in events if e["source"].endswith("/anw") and e["type"] == "recording.stopped"}
+    started = {
+        e["subject"] for e in events if e["source"].endswith("/anw") and e["type"] == "recording.started"
+    }
+    stopped = {
+        e["subject"] for e in events if e["source"].endswith("/anw") and e["type"] == "recording.stopped"
+    }
     return started <= stopped
 
 
@@ -217,7 +221,9 @@ def encore_complete(events: list[dict[str, Any]]) -> bool:
     return bool(last) and all(state == NOT_RECORDING for state in last.values())
 
 
-async def test_kill_9_across_all_sources_loses_nothing_recoverable(tmp_path: Path, nursery: trio.Nursery) -> None:
+async def test_kill_9_across_all_sources_loses_nothing_recoverable(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
     rng = random.Random(20261122 + ROUNDS)
     up_sim = UptivitySimulator(rate=150, numbered=True, devices=5)
     up_port = await nursery.start(up_sim.serve)
@@ -269,14 +275,24 @@ async def test_kill_9_across_all_sources_loses_nothing_recoverable(tmp_path: Pat
         await anw.finish()
         enc.finish()
         final = max(up_sim.written())
-        await wait_for(lambda: len(up_sim.written()[final]) == up_sim.produced - min(up_sim.written()[final] or [1]) + 1)
+        await wait_for(
+            lambda: len(up_sim.written()[final]) == up_sim.produced - min(up_sim.written()[final] or [1]) + 1
+        )
         must = set(up_sim.written()[final])
-        await wait_for(lambda: {int(e["data"]["raw"]["EVENTXREF"]) for e in committed(db) if e["source"].endswith("/up")} >= must, timeout=60)
+        await wait_for(
+            lambda: (
+                {int(e["data"]["raw"]["EVENTXREF"]) for e in committed(db) if e["source"].endswith("/up")}
+                >= must
+            ),
+            timeout=60,
+        )
         await wait_for(lambda: anywherenow_complete(committed(db)), timeout=60)
         await wait_for(lambda: encore_complete(committed(db)), timeout=60)
         stored = committed(db)
         for receiver in receivers:
-            await wait_for(lambda r=receiver: {e["id"] for e in stored} <= {e["id"] for e in delivered(r)}, timeout=60)
+            await wait_for(
+                lambda r=receiver: {e["id"] for e in stored} <= {e["id"] for e in delivered(r)}, timeout=60
+            )
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await trio.to_thread.run_sync(proc.wait) == 0
@@ -303,7 +319,9 @@ async def test_kill_9_across_all_sources_loses_nothing_recoverable(tmp_path: Pat
         # hidden; anything else fails.
         reconciled_calls = {e["subject"] for e in stored if e["data"].get("reconciled")}
         repeats = [k for k, v in ids_per_event.items() if len(v) > 1]
-        known = [k for k in repeats if k[0] == "anw" and (k[1] in reconciled_calls or k[2] == "recording.started")]
+        known = [
+            k for k in repeats if k[0] == "anw" and (k[1] in reconciled_calls or k[2] == "recording.started")
+        ]
         assert repeats == known, f"a duplicate carried a new id: {[k for k in repeats if k not in known]}"
         live_repeats[index] = len(known)
         # Uptivity: only the tail of a killed connection may be missing, never a gap.
@@ -328,7 +346,11 @@ async def test_kill_9_across_all_sources_loses_nothing_recoverable(tmp_path: Pat
                 lost=len([e for e in stored_here if e["id"] not in ids]),
                 unread=unread,
                 observed=_observed(source, stored_here)
-                + (f"; {live_repeats[index]} live transitions re-announced after reconcile (known issue)" if source == "anw" and live_repeats[index] else ""),
+                + (
+                    f"; {live_repeats[index]} live transitions re-announced after reconcile (known issue)"
+                    if source == "anw" and live_repeats[index]
+                    else ""
+                ),
             )
 
 

@@ -17,7 +17,7 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.simulators.asgi import serve_asgi
+from bridge.asgi import serve_asgi
 from bridge.simulators.uptivity import UptivitySimulator
 from tests.helpers import wait_for
 from tests.receivers import Receiver
@@ -124,7 +124,9 @@ async def test_sd_notify_ready_status_watchdog_and_stopping(tmp_path: Path, nurs
     try:
         await wait_for(lambda: listener.count("READY=1"), timeout=30)
         await wait_for(lambda: listener.count("WATCHDOG=1") >= 3)
-        await wait_for(lambda: any("up: connected" in m for m in listener.messages if m.startswith("STATUS=")))
+        await wait_for(
+            lambda: any("up: connected" in m for m in listener.messages if m.startswith("STATUS="))
+        )
     finally:
         assert await daemon.stop() == 0
     assert listener.count("STOPPING=1") == 1
@@ -140,7 +142,8 @@ async def test_a_stalled_event_loop_stops_the_watchdog_pings(tmp_path: Path, nur
     daemon = Daemon(
         tmp_path,
         daemon_config(tmp_path, sources={"up": sim_port}, hooks={}, admin_port=free_port()).replace(
-            "\n[admin]", '\n[[sinks.log]]\nname = "log"\npath = "' + str(tmp_path / "e.jsonl") + '"\n\n[admin]'
+            "\n[admin]",
+            '\n[[sinks.log]]\nname = "log"\npath = "' + str(tmp_path / "e.jsonl") + '"\n\n[admin]',
         ),
         env={"NOTIFY_SOCKET": str(listener.path), "WATCHDOG_USEC": "100000", "EVENT_BRIDGE_TEST_HOOKS": "1"},
     )
@@ -165,7 +168,10 @@ async def test_sigterm_during_a_burst_delivers_everything_and_exits_0(tmp_path: 
     sim_port = await nursery.start(sim.serve)
     receiver = Receiver(slowish)
     hook_port = await nursery.start(serve_asgi, receiver.app)
-    daemon = Daemon(tmp_path, daemon_config(tmp_path, sources={"up": sim_port}, hooks={"hook": hook_port}, admin_port=free_port()))
+    daemon = Daemon(
+        tmp_path,
+        daemon_config(tmp_path, sources={"up": sim_port}, hooks={"hook": hook_port}, admin_port=free_port()),
+    )
     await wait_for(lambda: len(receiver.requests) >= 50, timeout=30)
     assert await daemon.stop() == 0
     import sqlite3
@@ -180,7 +186,9 @@ async def test_sigterm_during_a_burst_delivers_everything_and_exits_0(tmp_path: 
     assert stopped and stopped[0]["committed"] == len(committed)
 
 
-async def test_sighup_adds_a_sink_and_removes_a_source_live_and_rejects_a_broken_config(tmp_path: Path, nursery) -> None:
+async def test_sighup_adds_a_sink_and_removes_a_source_live_and_rejects_a_broken_config(
+    tmp_path: Path, nursery
+) -> None:
     sim_a = UptivitySimulator(rate=100, numbered=True)
     sim_b = UptivitySimulator(rate=100, numbered=True)
     port_a = await nursery.start(sim_a.serve)
@@ -189,11 +197,18 @@ async def test_sighup_adds_a_sink_and_removes_a_source_live_and_rejects_a_broken
     hook1 = await nursery.start(serve_asgi, first.app)
     hook2 = await nursery.start(serve_asgi, second.app)
     admin = free_port()
-    daemon = Daemon(tmp_path, daemon_config(tmp_path, sources={"a": port_a, "b": port_b}, hooks={"one": hook1}, admin_port=admin))
+    daemon = Daemon(
+        tmp_path,
+        daemon_config(tmp_path, sources={"a": port_a, "b": port_b}, hooks={"one": hook1}, admin_port=admin),
+    )
     try:
         await wait_for(lambda: sim_a.subscribers and sim_b.subscribers, timeout=30)
         connections_a = sim_a.connections
-        daemon.config.write_text(daemon_config(tmp_path, sources={"a": port_a}, hooks={"one": hook1, "two": hook2}, admin_port=admin))
+        daemon.config.write_text(
+            daemon_config(
+                tmp_path, sources={"a": port_a}, hooks={"one": hook1, "two": hook2}, admin_port=admin
+            )
+        )
         daemon.proc.send_signal(signal.SIGHUP)
         await wait_for(lambda: daemon.logged("config_reloaded"))
         await wait_for(lambda: not sim_b.subscribers)  # source b removed: its connection closed
@@ -218,7 +233,10 @@ async def test_readyz_healthz_and_metrics(tmp_path: Path, nursery) -> None:
     receiver = Receiver()
     hook_port = await nursery.start(serve_asgi, receiver.app)
     admin = free_port()
-    daemon = Daemon(tmp_path, daemon_config(tmp_path, sources={"up": sim_port}, hooks={"hook": hook_port}, admin_port=admin))
+    daemon = Daemon(
+        tmp_path,
+        daemon_config(tmp_path, sources={"up": sim_port}, hooks={"hook": hook_port}, admin_port=admin),
+    )
     base = f"http://127.0.0.1:{admin}"
     try:
         async with httpx.AsyncClient() as client:
@@ -241,9 +259,13 @@ async def test_readyz_healthz_and_metrics(tmp_path: Path, nursery) -> None:
                 for family in text_string_to_metric_families(metrics)
                 for s in family.samples
             }
-            received = sum(v for (n, labels), v in samples.items() if n == "event_bridge_events_received_total")
+            received = sum(
+                v for (n, labels), v in samples.items() if n == "event_bridge_events_received_total"
+            )
             assert received == 21
-            assert samples[("event_bridge_deliveries_total", (("outcome", "delivered"), ("sink", "hook")))] == 21
+            assert (
+                samples[("event_bridge_deliveries_total", (("outcome", "delivered"), ("sink", "hook")))] == 21
+            )
             assert samples[("event_bridge_outbox_pending", (("sink", "hook"),))] == 0
             assert samples[("event_bridge_delivery_latency_seconds_count", (("sink", "hook"),))] == 21
             assert samples[("event_bridge_source_connected", (("source", "up"), ("state", "connected")))] == 1
@@ -263,13 +285,30 @@ async def test_tail_follows_filtered_events(tmp_path: Path, nursery) -> None:
     sim_port = await nursery.start(sim.serve)
     receiver = Receiver()
     hook_port = await nursery.start(serve_asgi, receiver.app)
-    daemon = Daemon(tmp_path, daemon_config(tmp_path, sources={"up": sim_port}, hooks={"hook": hook_port}, admin_port=free_port()))
+    daemon = Daemon(
+        tmp_path,
+        daemon_config(tmp_path, sources={"up": sim_port}, hooks={"hook": hook_port}, admin_port=free_port()),
+    )
     try:
         await wait_for(lambda: len(receiver.delivered_ids()) >= 14, timeout=30)
-        tail = [sys.executable, "-m", "bridge", "tail", "--config", str(daemon.config), "--last", "100", "--once"]
-        text = subprocess.run([*tail, "--type", "recording.pa*"], capture_output=True, text=True, check=True).stdout
+        tail = [
+            sys.executable,
+            "-m",
+            "bridge",
+            "tail",
+            "--config",
+            str(daemon.config),
+            "--last",
+            "100",
+            "--once",
+        ]
+        text = subprocess.run(
+            [*tail, "--type", "recording.pa*"], capture_output=True, text=True, check=True
+        ).stdout
         assert text.count("recording.paused") == 2 and "call.started" not in text
-        as_json = subprocess.run([*tail, "--json", "--type", "call.*"], capture_output=True, text=True, check=True).stdout
+        as_json = subprocess.run(
+            [*tail, "--json", "--type", "call.*"], capture_output=True, text=True, check=True
+        ).stdout
         events = [json.loads(line) for line in as_json.splitlines()]
         assert [e["type"] for e in events] == ["call.started", "call.ended"] * 2
     finally:
@@ -293,7 +332,9 @@ def _unit_for_analysis(tmp_path: Path) -> Path:
 
 
 def test_unit_file_verifies_cleanly(tmp_path: Path) -> None:
-    proc = subprocess.run([_systemd_analyze(), "verify", str(_unit_for_analysis(tmp_path))], capture_output=True, text=True)
+    proc = subprocess.run(
+        [_systemd_analyze(), "verify", str(_unit_for_analysis(tmp_path))], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and "event-bridge.service" not in proc.stderr, proc.stderr
 
 
@@ -307,5 +348,11 @@ def test_unit_file_exposure_is_at_most_2(tmp_path: Path) -> None:
     assert match, proc.stdout + proc.stderr
     assert float(match.group(1)) <= 2.0
     unit = (ROOT / "systemd" / "event-bridge.service").read_text()
-    for directive in ("Type=notify", "WatchdogSec=", "DynamicUser=yes", "LoadCredential=", "CapabilityBoundingSet=\n"):
+    for directive in (
+        "Type=notify",
+        "WatchdogSec=",
+        "DynamicUser=yes",
+        "LoadCredential=",
+        "CapabilityBoundingSet=\n",
+    ):
         assert directive in unit

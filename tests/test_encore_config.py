@@ -33,12 +33,12 @@ def build(tmp_path: Path, **encore: Any) -> EncoreSource:
         "sinks": {"log": [{"name": "out", "stdout": True}]},
     }
     config = parse(data, tmp_path / "bridge.toml")
-    return config.sources[0]
+    return config.sources[0].component
 
 
 def test_example_config_loads_and_says_what_it_polls() -> None:
     config = load(EXAMPLE)
-    (source,) = config.sources
+    (source,) = [c.component for c in config.sources]
     assert isinstance(source, EncoreSource)
     s = source.settings
     assert s.url == "http://127.0.0.1:8086/WebAPI/ECAPI.svc"

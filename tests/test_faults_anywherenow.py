@@ -18,9 +18,9 @@ from typing import Any
 
 import trio
 
+from bridge.asgi import serve_asgi
 from bridge.service import Bridge
 from bridge.simulators.anywherenow import AnywhereNowSimulator
-from bridge.simulators.asgi import serve_asgi
 from bridge.simulators.uptivity import UptivitySimulator
 from tests.faults import FaultProxy
 from tests.helpers import read_jsonl, running_bridge, wait_for, write_config
@@ -91,7 +91,9 @@ class HealthLog:
         return [d for s, d in self.seen if state is None or s == state]
 
 
-async def start_sims(nursery: trio.Nursery, **options: Any) -> tuple[AnywhereNowSimulator, UptivitySimulator, int]:
+async def start_sims(
+    nursery: trio.Nursery, **options: Any
+) -> tuple[AnywhereNowSimulator, UptivitySimulator, int]:
     sim = AnywhereNowSimulator(ping_interval=0.1, **options)
     await nursery.start(sim.serve)
     other = UptivitySimulator(rate=100, numbered=True)
@@ -101,7 +103,9 @@ async def start_sims(nursery: trio.Nursery, **options: Any) -> tuple[AnywhereNow
 
 async def connected(bridge: Bridge, sim: AnywhereNowSimulator, connections: int = 1) -> None:
     source = bridge.sources["anw"]
-    await wait_for(lambda: source.connections >= connections and source.health.ready and sim.connected_clients >= 1)
+    await wait_for(
+        lambda: source.connections >= connections and source.health.ready and sim.connected_clients >= 1
+    )
 
 
 async def live_calls(tmp_path: Path, sim: AnywhereNowSimulator) -> None:
@@ -179,7 +183,9 @@ def check_and_record(tmp_path: Path, fault: str, observed: str, injected: int = 
     return got
 
 
-async def test_connection_reset_then_refused_recovers_missed_changes_over_rest(tmp_path: Path, nursery) -> None:
+async def test_connection_reset_then_refused_recovers_missed_changes_over_rest(
+    tmp_path: Path, nursery
+) -> None:
     sim, _other, other_port = await start_sims(nursery)
     proxy = FaultProxy(sim.port)
     await nursery.start(proxy.serve)
@@ -253,7 +259,14 @@ async def test_drip_fed_bytes_arrive_complete_without_reconnecting(tmp_path: Pat
     got = [(e["subject"], e["type"]) for e in events(tmp_path)]
     assert got == [(c, t) for c in calls for t in ("recording.started", "recording.stopped")]
     assert proxy.forwarded > 0
-    record(AREA, "bytes drip-fed one at a time", injected=1, sent=10, delivered=len(got), observed="every frame reassembled, in order; no reconnect")
+    record(
+        AREA,
+        "bytes drip-fed one at a time",
+        injected=1,
+        sent=10,
+        delivered=len(got),
+        observed="every frame reassembled, in order; no reconnect",
+    )
 
 
 class Restartable:
@@ -345,7 +358,13 @@ class Gate:
             await send({"type": "websocket.close", "code": 1008})
             return
         body = {401: b"Unauthorized", 403: b"Forbidden"}.get(self.status, b"Unavailable")
-        await send({"type": "http.response.start", "status": self.status, "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -366,7 +385,9 @@ async def test_refused_auth_401_then_403_is_reported_and_retried(tmp_path: Path,
         await wait_for(lambda: gate.refused >= refused + 3)
         gate.status = None
 
-    async with running_bridge(config(tmp_path, f"http://127.0.0.1:{port}", sim, other_port, access_token="tok-1")) as bridge:
+    async with running_bridge(
+        config(tmp_path, f"http://127.0.0.1:{port}", sim, other_port, access_token="tok-1")
+    ) as bridge:
         nursery.start_soon(health.watch, bridge, "anw")
         seen = await fault_cycle(tmp_path, bridge, sim, inject, heal)
     errors = health.details("error")
@@ -385,7 +406,9 @@ async def test_refused_auth_401_then_403_is_reported_and_retried(tmp_path: Path,
 async def test_dns_failure_and_tls_failure_are_reported_while_others_flow(tmp_path: Path, nursery) -> None:
     cert, key = self_signed(tmp_path / "tls")
     tls_sim = AnywhereNowSimulator(ping_interval=0.1)
-    await nursery.start(lambda task_status: tls_sim.serve(certfile=str(cert), keyfile=str(key), task_status=task_status))
+    await nursery.start(
+        lambda task_status: tls_sim.serve(certfile=str(cert), keyfile=str(key), task_status=task_status)
+    )
     other = UptivitySimulator(rate=100, numbered=True)
     other_port = await nursery.start(other.serve)
     body = f"""
@@ -427,8 +450,12 @@ path = "{tmp_path / "events.jsonl"}"
 """
     async with running_bridge(write_config(tmp_path, body)) as bridge:
         nodns, badtls, trusted = (bridge.sources[n] for n in ("nodns", "badtls", "trusted"))
-        await wait_for(lambda: nodns.health.state == "error" and "negotiate failed" in nodns.health.detail, timeout=15)
-        await wait_for(lambda: badtls.health.state == "error" and "CERTIFICATE_VERIFY_FAILED" in badtls.health.detail)
+        await wait_for(
+            lambda: nodns.health.state == "error" and "negotiate failed" in nodns.health.detail, timeout=15
+        )
+        await wait_for(
+            lambda: badtls.health.state == "error" and "CERTIFICATE_VERIFY_FAILED" in badtls.health.detail
+        )
         await wait_for(lambda: trusted.health.ready and tls_sim.connected_clients >= 1)
         await tls_sim.send_state(UCC, "tls-call", "Start")
         await wait_for(lambda: events(tmp_path, "trusted"))

@@ -18,8 +18,8 @@ from typing import Any
 
 import trio
 
+from bridge.asgi import serve_asgi
 from bridge.service import Bridge
-from bridge.simulators.asgi import serve_asgi
 from bridge.simulators.encore import EncoreSimulator
 from bridge.simulators.uptivity import UptivitySimulator
 from tests.faults import FaultProxy
@@ -213,7 +213,14 @@ async def test_drip_fed_answers_are_parsed(tmp_path: Path, nursery) -> None:
         assert source.health.state == "polling", source.health.detail
     got = [(e["subject"], e["type"]) for e in events(tmp_path)]
     assert got == [("1/7", "recording.started"), ("1/7", "recording.stopped")]
-    record(AREA, "bytes drip-fed one at a time", injected=1, sent=2, delivered=len(got), observed="every SOAP answer reassembled and parsed; no error")
+    record(
+        AREA,
+        "bytes drip-fed one at a time",
+        injected=1,
+        sent=2,
+        delivered=len(got),
+        observed="every SOAP answer reassembled and parsed; no error",
+    )
 
 
 async def test_server_restart_is_re_polled(tmp_path: Path, nursery) -> None:
@@ -279,7 +286,9 @@ async def test_refused_auth_401_then_403_is_reported_and_retried(tmp_path: Path,
 async def test_dns_failure_and_tls_failure_are_reported_while_others_flow(tmp_path: Path, nursery) -> None:
     cert, key = self_signed(tmp_path / "tls")
     sim = EncoreSimulator()
-    port = await nursery.start(lambda task_status: sim.serve(certfile=str(cert), keyfile=str(key), task_status=task_status))
+    port = await nursery.start(
+        lambda task_status: sim.serve(certfile=str(cert), keyfile=str(key), task_status=task_status)
+    )
     blocks = [
         source_block("nodns", "http://encore-fault-test.invalid/WebAPI/ECAPI.svc", timeout=2.0),
         source_block("badtls", url(port, "https")),
@@ -287,8 +296,12 @@ async def test_dns_failure_and_tls_failure_are_reported_while_others_flow(tmp_pa
     ]
     async with running_bridge(config(tmp_path, *blocks, other_port=await start_other(nursery))) as bridge:
         nodns, badtls, trusted = (bridge.sources[n] for n in ("nodns", "badtls", "trusted"))
-        await wait_for(lambda: nodns.health.state == "error" and "ConnectError" in nodns.health.detail, timeout=15)
-        await wait_for(lambda: badtls.health.state == "error" and "CERTIFICATE_VERIFY_FAILED" in badtls.health.detail)
+        await wait_for(
+            lambda: nodns.health.state == "error" and "ConnectError" in nodns.health.detail, timeout=15
+        )
+        await wait_for(
+            lambda: badtls.health.state == "error" and "CERTIFICATE_VERIFY_FAILED" in badtls.health.detail
+        )
         await wait_for(lambda: trusted.health.ready)
         sim.start(1, 7)
         await wait_for(lambda: events(tmp_path, "trusted"))
@@ -298,7 +311,14 @@ async def test_dns_failure_and_tls_failure_are_reported_while_others_flow(tmp_pa
         assert nodns.health.state == badtls.health.state == "error"  # still failing, still retrying
     assert events(tmp_path, "nodns") == [] and events(tmp_path, "badtls") == []
     assert [e["type"] for e in events(tmp_path, "trusted")] == ["recording.started"]
-    record(AREA, "DNS failure (host does not resolve)", injected=1, sent=0, delivered=0, observed=f"health 'error: {dns_detail[:80]}…'; retried with backoff; other sources kept flowing")
+    record(
+        AREA,
+        "DNS failure (host does not resolve)",
+        injected=1,
+        sent=0,
+        delivered=0,
+        observed=f"health 'error: {dns_detail[:80]}…'; retried with backoff; other sources kept flowing",
+    )
     record(
         AREA,
         "TLS handshake failure (self-signed certificate)",
@@ -310,7 +330,9 @@ async def test_dns_failure_and_tls_failure_are_reported_while_others_flow(tmp_pa
     )
 
 
-async def test_a_recording_that_starts_and_stops_within_an_outage_is_not_seen(tmp_path: Path, nursery) -> None:
+async def test_a_recording_that_starts_and_stops_within_an_outage_is_not_seen(
+    tmp_path: Path, nursery
+) -> None:
     """The limit of polling, measured: a port that goes RECORD and back to NOT RECORDING
     while the service cannot be asked looks unchanged afterwards (stateDuration of an idle
     port says nothing). Changes that leave a trace are recovered (see the tests above)."""

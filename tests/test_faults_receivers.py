@@ -23,8 +23,8 @@ from typing import Any
 
 import trio
 
+from bridge.asgi import serve_asgi
 from bridge.outbox import DEAD, Outbox, Row
-from bridge.simulators.asgi import serve_asgi
 from bridge.simulators.uptivity import UptivitySimulator
 from bridge.sinks.webhook import DEFAULT_SCHEDULE
 from tests.faults import FaultProxy
@@ -85,10 +85,16 @@ def open_outbox(tmp_path: Path) -> Outbox:
     return box
 
 
-async def test_tls_self_signed_receiver_is_refused_by_default_and_trusted_with_ca_file(tmp_path: Path, nursery) -> None:
+async def test_tls_self_signed_receiver_is_refused_by_default_and_trusted_with_ca_file(
+    tmp_path: Path, nursery
+) -> None:
     cert, key = self_signed(tmp_path / "tls")
     receiver = Receiver()
-    port = await nursery.start(lambda task_status: serve_asgi(receiver.app, certfile=str(cert), keyfile=str(key), task_status=task_status))
+    port = await nursery.start(
+        lambda task_status: serve_asgi(
+            receiver.app, certfile=str(cert), keyfile=str(key), task_status=task_status
+        )
+    )
     sim = UptivitySimulator(rate=0, count=7, numbered=True)
     sim_port = await nursery.start(sim.serve)
     url = f"https://127.0.0.1:{port}/hook"
@@ -117,7 +123,9 @@ async def test_tls_self_signed_receiver_is_refused_by_default_and_trusted_with_c
     )
 
 
-async def test_slow_reading_receiver_times_out_is_retried_and_others_are_not_slowed(tmp_path: Path, nursery) -> None:
+async def test_slow_reading_receiver_times_out_is_retried_and_others_are_not_slowed(
+    tmp_path: Path, nursery
+) -> None:
     slow, fast = Receiver(), Receiver()
     slow_port = await nursery.start(serve_asgi, slow.app)
     fast_port = await nursery.start(serve_asgi, fast.app)
@@ -157,7 +165,9 @@ async def test_slow_reading_receiver_times_out_is_retried_and_others_are_not_slo
     )
 
 
-async def endless_error_then_accept(scope: dict[str, Any], receive: Any, send: Any, state: dict[str, int]) -> None:
+async def endless_error_then_accept(
+    scope: dict[str, Any], receive: Any, send: Any, state: dict[str, int]
+) -> None:
     """First request: 503 with a body that never ends. Later ones: 204."""
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
@@ -267,10 +277,14 @@ async def test_receiver_down_for_an_hour_follows_the_schedule_and_recovers(tmp_p
     async def down_for_an_hour(receiver: Receiver, headers: dict, body: bytes):
         breaker_open = sink_ref["sink"].breaker.is_open
         if receiver_up["value"]:
-            attempts.append(Attempt(clock(), headers["webhook-id"], 204, None, receiver.concurrent, breaker_open))
+            attempts.append(
+                Attempt(clock(), headers["webhook-id"], 204, None, receiver.concurrent, breaker_open)
+            )
             return 204
         retry_after = 600 if len(attempts) % 3 == 2 else None  # every third answer says "come back in 10 min"
-        attempts.append(Attempt(clock(), headers["webhook-id"], 503, retry_after, receiver.concurrent, breaker_open))
+        attempts.append(
+            Attempt(clock(), headers["webhook-id"], 503, retry_after, receiver.concurrent, breaker_open)
+        )
         return (503, {"retry-after": str(retry_after)} if retry_after else {}, b"maintenance")
 
     failing, healthy = Receiver(down_for_an_hour), Receiver()

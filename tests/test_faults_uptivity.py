@@ -57,7 +57,9 @@ async def test_connection_resets_mid_stream(tmp_path: Path, nursery) -> None:
             await wait_for(lambda i=i: sim.produced >= 150 * (i + 1))
             await proxy.reset_all()
         await wait_for(lambda: (sim.produced >= 900 and not sim.subscribers) or sim.produced >= 900)
-        await wait_for(lambda: len(delivered(tmp_path, "up")) >= source.events_read and source.events_read, timeout=20)
+        await wait_for(
+            lambda: len(delivered(tmp_path, "up")) >= source.events_read and source.events_read, timeout=20
+        )
         read = source.events_read
         reconnects = source.health.reconnects
     got = delivered(tmp_path, "up")
@@ -121,7 +123,14 @@ async def test_drip_fed_bytes(tmp_path: Path, nursery) -> None:
         reconnects = bridge.sources["up"].health.reconnects
     got = delivered(tmp_path, "up")
     assert got == list(range(1, 15)) and reconnects == 0
-    record("source: uptivity", "bytes drip-fed one at a time", injected=1, sent=14, delivered=14, observed="every document reassembled; no reconnect")
+    record(
+        "source: uptivity",
+        "bytes drip-fed one at a time",
+        injected=1,
+        sent=14,
+        delivered=14,
+        observed="every document reassembled; no reconnect",
+    )
 
 
 async def test_dns_failure_and_refused_connections_are_retried(tmp_path: Path, nursery) -> None:
@@ -139,7 +148,14 @@ async def test_dns_failure_and_refused_connections_are_retried(tmp_path: Path, n
         sim.count = sim.produced
         await wait_for(lambda: set(delivered(tmp_path, "refused")) >= set(sim.all_written()))
         assert bridge.sources["nodns"].health.state == "disconnected"
-    record("source: uptivity", "DNS failure (host does not resolve)", injected=1, sent=0, delivered=0, observed="health 'disconnected: connect failed …'; retried with backoff forever")
+    record(
+        "source: uptivity",
+        "DNS failure (host does not resolve)",
+        injected=1,
+        sent=0,
+        delivered=0,
+        observed="health 'disconnected: connect failed …'; retried with backoff forever",
+    )
     record(
         "source: uptivity",
         "connection refused, then accepted",

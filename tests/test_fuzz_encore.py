@@ -34,11 +34,35 @@ KNOWN_TYPES = {
     "recording.suspended",
 }
 
-CODES = st.sampled_from(["100", "606", "608", "611", "621", "651", "653", "801", "999", "", "abc", "1e3", "²", "9" * 5000])
-STATES = st.sampled_from(["RECORD", "PAUSE", "NOT RECORDING", "SUSPENDED", "Recording", "paused", "Not Recording", "", "??"])
-DURATIONS = st.sampled_from(
-    ["0", "5", "20", "3.5", "-1", "nan", "inf", "1e400", "PT1M5S", "P1DT2H", "P", "PT", "01:02:03", "1.01:02:03.5", "x"]
-) | st.integers(-(10**30), 10**30).map(str) | st.text(max_size=12)
+CODES = st.sampled_from(
+    ["100", "606", "608", "611", "621", "651", "653", "801", "999", "", "abc", "1e3", "²", "9" * 5000]
+)
+STATES = st.sampled_from(
+    ["RECORD", "PAUSE", "NOT RECORDING", "SUSPENDED", "Recording", "paused", "Not Recording", "", "??"]
+)
+DURATIONS = (
+    st.sampled_from(
+        [
+            "0",
+            "5",
+            "20",
+            "3.5",
+            "-1",
+            "nan",
+            "inf",
+            "1e400",
+            "PT1M5S",
+            "P1DT2H",
+            "P",
+            "PT",
+            "01:02:03",
+            "1.01:02:03.5",
+            "x",
+        ]
+    )
+    | st.integers(-(10**30), 10**30).map(str)
+    | st.text(max_size=12)
+)
 HOSTILE = [
     f'<!DOCTYPE s [<!ENTITY xxe SYSTEM "file://{SECRET_FILE}">]>'.encode(),
     b'<!DOCTYPE s [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>',
@@ -121,7 +145,9 @@ async def _handle(answers: list[tuple[bytes, int]]) -> tuple[list[dict], int]:
 
 
 @FUZZ
-@given(st.lists(st.tuples(envelopes(), st.sampled_from([200, 200, 200, 500, 302, 400])), min_size=1, max_size=5))
+@given(
+    st.lists(st.tuples(envelopes(), st.sampled_from([200, 200, 200, 500, 302, 400])), min_size=1, max_size=5)
+)
 def test_any_answer_is_handled_or_refused_never_crashes(answers: list[tuple[bytes, int]]) -> None:
     events, failures = trio.run(_handle, answers)
     assert failures <= len(answers)
@@ -147,8 +173,11 @@ def test_arbitrary_bytes_are_a_soap_error(raw: bytes, status: int) -> None:
 def test_dtd_and_entities_are_refused_without_expansion(dtd: bytes, repeat: int) -> None:
     ref = b"&xxe;" if b"xxe" in dtd else b"&c;"
     raw = (
-        b'<?xml version="1.0"?>' + dtd + f'<s:Envelope xmlns:s="{SOAP11_NS}"><s:Body><R><portStatus>'.encode()
-        + ref * repeat + b"</portStatus></R></s:Body></s:Envelope>"
+        b'<?xml version="1.0"?>'
+        + dtd
+        + f'<s:Envelope xmlns:s="{SOAP11_NS}"><s:Body><R><portStatus>'.encode()
+        + ref * repeat
+        + b"</portStatus></R></s:Body></s:Envelope>"
     )
     try:
         parse_response("PortStatusEX", raw, 200)
@@ -161,14 +190,23 @@ def test_dtd_and_entities_are_refused_without_expansion(dtd: bytes, repeat: int)
 
 
 def test_deeply_nested_and_oversized_answers_are_refused() -> None:
-    deep = f'<s:Envelope xmlns:s="{SOAP11_NS}"><s:Body>'.encode() + b"<x>" * 100_000 + b"</x>" * 100_000 + b"</s:Body></s:Envelope>"
+    deep = (
+        f'<s:Envelope xmlns:s="{SOAP11_NS}"><s:Body>'.encode()
+        + b"<x>" * 100_000
+        + b"</x>" * 100_000
+        + b"</s:Body></s:Envelope>"
+    )
     try:
         parse_response("PortStatusEX", deep, 200)
     except SoapParseError as exc:
         assert "not XML" in str(exc) and len(str(exc)) < 2000
     else:
         raise AssertionError("100,000 levels of nesting were accepted")
-    big_text = f'<s:Envelope xmlns:s="{SOAP11_NS}"><s:Body><R><portStatus>'.encode() + b"A" * 20_000_000 + b"</portStatus></R></s:Body></s:Envelope>"
+    big_text = (
+        f'<s:Envelope xmlns:s="{SOAP11_NS}"><s:Body><R><portStatus>'.encode()
+        + b"A" * 20_000_000
+        + b"</portStatus></R></s:Body></s:Envelope>"
+    )
     try:
         response = parse_response("PortStatusEX", big_text, 200)
     except SoapParseError as exc:

@@ -16,8 +16,8 @@ from typing import Any
 
 import trio
 
+from bridge.asgi import serve_asgi
 from bridge.simulators.anywherenow import AnywhereNowSimulator
-from bridge.simulators.asgi import serve_asgi
 from bridge.simulators.encore import EncoreSimulator
 from bridge.simulators.uptivity import UptivitySimulator, numbered_event
 from tests.helpers import LogCapture, read_jsonl, running_bridge, wait_for, write_config
@@ -25,7 +25,10 @@ from tests.reliability import record
 
 BILLION_LAUGHS = (
     b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
-    + b"".join(b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10) for i in range(1, 10))
+    + b"".join(
+        b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
+        for i in range(1, 10)
+    )
     + b"]>"
 )
 
@@ -69,7 +72,11 @@ def line_count(path: Path) -> int:
 
 
 def xref_numbers(tmp_path: Path) -> list[int]:
-    return [int(e["data"]["raw"]["EVENTXREF"]) for e in read_jsonl(tmp_path / "events.jsonl") if "EVENTXREF" in e["data"].get("raw", {})]
+    return [
+        int(e["data"]["raw"]["EVENTXREF"])
+        for e in read_jsonl(tmp_path / "events.jsonl")
+        if "EVENTXREF" in e["data"].get("raw", {})
+    ]
 
 
 async def test_uptivity_hostile_documents_are_quarantined_and_the_connection_survives(
@@ -155,6 +162,7 @@ backoff_cap = 0.1
 """,
     )
     target = sim.target
+
     def invocation(arguments: str) -> str:
         return '{"type": 1, "target": "' + target + '", "arguments": ' + arguments + "}"
 
@@ -192,7 +200,7 @@ backoff_cap = 0.1
     assert all(note.startswith("source: anw\nreason: ") for _, note in kept)
     record(
         "hostile input",
-        "anywherenow: non-JSON, lone surrogate, \"²\", NaN, 5000-deep, missing id, unknown type",
+        'anywherenow: non-JSON, lone surrogate, "²", NaN, 5000-deep, missing id, unknown type',
         injected=len(hostile),
         sent=len(hostile) + 1,
         delivered=len(good),
@@ -217,7 +225,9 @@ class HostileFront:
             pass
         body = self.queue.pop(0)
         self.served += 1
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/xml")]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/xml")]}
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -315,7 +325,9 @@ port = {port}
             await sim.inject(b"".join(doc(n) for n in range(start, min(first + count, start + 200))))
         # Count lines without parsing them: this test process's own garbage must not
         # show up as the bridge's RSS growth.
-        await wait_for(lambda: line_count(tmp_path / "events.jsonl") >= first + count - 1, timeout=120, interval=0.2)
+        await wait_for(
+            lambda: line_count(tmp_path / "events.jsonl") >= first + count - 1, timeout=120, interval=0.2
+        )
 
     async with running_bridge(config) as bridge:
         source = bridge.sources["up"]

@@ -33,7 +33,8 @@ PROTOCOL_TYPES = {2, 3, 4, 5, 6, 7, 8, 9}  # 8 ack, 9 sequence (stateful reconne
 
 # Any text, lone surrogates included (a JSON "\ud800" escape decodes to one).
 ANY_TEXT = st.text(
-    st.characters() | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, categories=["Cs"]), max_size=40
+    st.characters() | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, categories=["Cs"]),
+    max_size=40,
 )
 SCALARS = (
     st.none()
@@ -98,10 +99,14 @@ def records(draw: st.DrawFn) -> str:
             message["invocationId"] = draw(ANY_TEXT)
         return json.dumps(message, allow_nan=True)
     if kind == 6:
-        return json.dumps({"type": draw(st.integers(-1, 12)), **draw(st.dictionaries(ANY_TEXT, JSON_VALUES, max_size=2))})
+        return json.dumps(
+            {"type": draw(st.integers(-1, 12)), **draw(st.dictionaries(ANY_TEXT, JSON_VALUES, max_size=2))}
+        )
     if kind == 7:
         nested = "[" * draw(st.integers(1, 5000)) + "]" * draw(st.integers(0, 5000))
-        return draw(st.sampled_from([nested, '{"type":1,"target":"' + TARGET + '","arguments":' + nested + "}"]))
+        return draw(
+            st.sampled_from([nested, '{"type":1,"target":"' + TARGET + '","arguments":' + nested + "}"])
+        )
     if kind == 8:
         return json.dumps(draw(JSON_VALUES))
     return draw(st.text(max_size=80)).replace(RECORD_SEPARATOR, "")
@@ -181,14 +186,22 @@ def test_arbitrary_bytes_never_crash_the_receive_path(raw: bytes) -> None:
 @given(
     st.lists(records(), max_size=4),
     st.lists(
-        st.tuples(st.text(min_size=1, max_size=12).filter(str.strip), st.sampled_from(["Start", "Stop", 3, "4", 6])),
+        st.tuples(
+            st.text(min_size=1, max_size=12).filter(str.strip), st.sampled_from(["Start", "Stop", 3, "4", 6])
+        ),
         min_size=1,
         max_size=4,
     ),
 )
 def test_valid_invocations_survive_hostile_neighbours(junk: list[str], valid: list[tuple[str, Any]]) -> None:
     good = [
-        json.dumps({"type": 1, "target": TARGET, "arguments": [{"uccName": "u", "correlationId": cid, "stateAction": a}]})
+        json.dumps(
+            {
+                "type": 1,
+                "target": TARGET,
+                "arguments": [{"uccName": "u", "correlationId": cid, "stateAction": a}],
+            }
+        )
         for cid, a in valid
     ]
     parts = [x for pair in zip(junk + [""] * len(good), good, strict=False) for x in pair] + junk[len(good) :]

@@ -180,7 +180,11 @@ def test_garbage_between_documents_never_costs_an_event(
 @given(st.integers(1, 40), st.integers(0, 2**32))
 def test_oversized_and_deeply_nested_documents_are_refused_and_bounded(depth_kb: int, seed: int) -> None:
     nested = b"<CALLCOPYEVENT>" + b"<a>" * (depth_kb * 100) + b"</a>" * (depth_kb * 100) + b"</CALLCOPYEVENT>"
-    huge = b"<CALLCOPYEVENT><EVENTDATA><USER1>" + b"x" * (depth_kb * 1024) + b"</USER1></EVENTDATA></CALLCOPYEVENT>"
+    huge = (
+        b"<CALLCOPYEVENT><EVENTDATA><USER1>"
+        + b"x" * (depth_kb * 1024)
+        + b"</USER1></EVENTDATA></CALLCOPYEVENT>"
+    )
     stream = nested + huge + numbered_event(5)
     events, junk, refused, splitter = run_stream(split(stream, seed, 4096))
     assert numbers(events)[-1:] == [5]

@@ -26,7 +26,7 @@ name = "js"
 def load_sink(tmp_path: Path, extra: str):
     path = write_config(tmp_path, BASE.replace("{state}", str(tmp_path / "state")) + extra)
     config = load(path)
-    (sink,) = config.sinks
+    (sink,) = [c.component for c in config.sinks]
     return sink, config
 
 
@@ -87,8 +87,8 @@ def test_subject_template_placeholders_are_made_safe() -> None:
 
 def test_ha_example_loads() -> None:
     config = load(Path(__file__).parent.parent / "config" / "nats-ha.example.toml")
-    (source,) = config.sources
-    (sink,) = config.sinks
+    (source,) = [c.component for c in config.sources]
+    (sink,) = [c.component for c in config.sinks]
     assert source.name == "uptivity-main"
     assert sink.stream == "EVENTS" and sink.create_stream is not None
     assert sink.create_stream.duplicate_window == 3600.0

@@ -34,7 +34,9 @@ async def test_readme_receiver_verifies_and_prints_events(tmp_path: Path, nurser
     script = tmp_path / "receiver.py"
     script.write_text(code.replace('("127.0.0.1", 8080)', f'("127.0.0.1", {port})'))
     out = tmp_path / "receiver.out"
-    proc = subprocess.Popen([sys.executable, "-u", str(script)], stdout=out.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-u", str(script)], stdout=out.open("w"), stderr=subprocess.STDOUT
+    )
     try:
         sim = UptivitySimulator(rate=0, count=14, numbered=True)
         sim_port = await nursery.start(sim.serve)

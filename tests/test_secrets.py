@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 import trio
 
+from bridge.asgi import serve_asgi
 from bridge.receiver import WebhookVerifier
 from bridge.simulators.anywherenow import AnywhereNowSimulator
-from bridge.simulators.asgi import serve_asgi
 from bridge.simulators.encore import EncoreSimulator
 from bridge.simulators.uptivity import UptivitySimulator
 from tests.helpers import LogCapture, running_bridge, wait_for, write_config
@@ -65,7 +65,14 @@ async def fail_500(receiver: Receiver, headers: dict[str, str], body: bytes) -> 
 
 
 def config_text(
-    tmp_path: Path, *, up: int, anw: AnywhereNowSimulator, enc: int, hooks: dict[str, int], token: str, admin: int
+    tmp_path: Path,
+    *,
+    up: int,
+    anw: AnywhereNowSimulator,
+    enc: int,
+    hooks: dict[str, int],
+    token: str,
+    admin: int,
 ) -> str:
     sinks = "".join(
         f"""
@@ -126,7 +133,9 @@ def run_cli(*args: str) -> str:
     return done.stdout + done.stderr
 
 
-async def test_no_secret_appears_in_any_output(tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture) -> None:
+async def test_no_secret_appears_in_any_output(
+    tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture
+) -> None:
     up_sim = UptivitySimulator(rate=20, numbered=True)
     up = await nursery.start(up_sim.serve)
     anw_sim = AnywhereNowSimulator(require_token=HUB_TOKEN)
@@ -161,22 +170,30 @@ async def test_no_secret_appears_in_any_output(tmp_path: Path, nursery: trio.Nur
                 async with httpx.AsyncClient() as client:
                     await wait_for(lambda: _port_open(admin), timeout=10)
                     for path in ("/metrics", "/readyz", "/healthz"):
-                        outputs[f"{label} {path}"] = (await client.get(f"http://127.0.0.1:{admin}{path}")).text
+                        outputs[f"{label} {path}"] = (
+                            await client.get(f"http://127.0.0.1:{admin}{path}")
+                        ).text
             finally:
                 proc.send_signal(signal.SIGTERM)
                 await trio.to_thread.run_sync(proc.wait)
         outputs[f"{label} stderr"] = stderr.read_text()
         outputs[f"{label} dlq list"] = run_cli("dlq", "list", "--config", str(config))
         outputs[f"{label} dlq list --json"] = run_cli("dlq", "list", "--config", str(config), "--json")
-        outputs[f"{label} dlq retry (no such sink)"] = run_cli("dlq", "retry", "--config", str(config), "--sink", "nope")
+        outputs[f"{label} dlq retry (no such sink)"] = run_cli(
+            "dlq", "retry", "--config", str(config), "--sink", "nope"
+        )
         outputs[f"{label} check-config"] = run_cli("check-config", "--config", str(config))
 
     # 1. Wrong hub token: the hub refuses with 401, every webhook but "ok" fails its own way.
     await run_process(
         "wrong-token",
         WRONG_HUB_TOKEN,
-        lambda: len(ok.requests) >= 5 and echo.requests and five_hundred.requests
-        and any(r.kind == "http" and r.path.endswith("/negotiate") for r in anw_sim.requests),
+        lambda: (
+            len(ok.requests) >= 5
+            and echo.requests
+            and five_hundred.requests
+            and any(r.kind == "http" and r.path.endswith("/negotiate") for r in anw_sim.requests)
+        ),
     )
     # 2. The right token: the hub accepts; AnywhereNow events flow too.
     hub_calls = len(anw_sim.requests)
@@ -191,13 +208,17 @@ async def test_no_secret_appears_in_any_output(tmp_path: Path, nursery: trio.Nur
     await run_process(
         "right-token",
         HUB_TOKEN,
-        lambda: len(anw_sim.requests) > hub_calls
-        and any(e["source"].endswith("/anw") for r in ok.requests for e in r.events()),
+        lambda: (
+            len(anw_sim.requests) > hub_calls
+            and any(e["source"].endswith("/anw") for r in ok.requests for e in r.events())
+        ),
     )
     # 3. The same, in-process, for the structlog capture itself.
     config = write_config(
         tmp_path,
-        config_text(tmp_path, up=up, anw=anw_sim, enc=enc, hooks=hooks, token=WRONG_HUB_TOKEN, admin=free_port()),
+        config_text(
+            tmp_path, up=up, anw=anw_sim, enc=enc, hooks=hooks, token=WRONG_HUB_TOKEN, admin=free_port()
+        ),
         name="in-process.toml",
     )
     async with running_bridge(config, grace=0.5):

@@ -41,7 +41,9 @@ async def test_all_documented_examples_are_logged_as_cloudevents(tmp_path: Path,
     sim = UptivitySimulator(rate=0, count=7, split=True, seed=1)
     port = await nursery.start(sim.serve)
     async with running_bridge(uptivity_config(tmp_path, port)):
-        lines = await wait_for(lambda: len(read_jsonl(tmp_path / "events.jsonl")) >= 7 and read_jsonl(tmp_path / "events.jsonl"))
+        lines = await wait_for(
+            lambda: len(read_jsonl(tmp_path / "events.jsonl")) >= 7 and read_jsonl(tmp_path / "events.jsonl")
+        )
     assert [line["type"] for line in lines] == [
         "call.started",
         "recording.started",
@@ -63,9 +65,11 @@ async def test_reconnects_after_the_proxy_drops_the_connection(tmp_path: Path, n
     async with running_bridge(uptivity_config(tmp_path, port)) as bridge:
         await wait_for(lambda: len(sim.all_written()) == 60)
         lines = await wait_for(
-            lambda: (got := read_jsonl(tmp_path / "events.jsonl"))
-            and set(numbers(got)) >= set(sim.all_written())
-            and got
+            lambda: (
+                (got := read_jsonl(tmp_path / "events.jsonl"))
+                and set(numbers(got)) >= set(sim.all_written())
+                and got
+            )
         )
         assert bridge.sources["up"].health.reconnects >= 1
     assert sim.connections >= 3
@@ -105,7 +109,9 @@ async def _serve(sim: UptivitySimulator, port_holder: list[int], scope: trio.Can
             port_holder.append(await nursery.start(sim.serve))
 
 
-async def test_refused_subscription_is_logged_and_retried(tmp_path: Path, nursery, log_capture: LogCapture) -> None:
+async def test_refused_subscription_is_logged_and_retried(
+    tmp_path: Path, nursery, log_capture: LogCapture
+) -> None:
     sim = UptivitySimulator(result_code=48)
     port = await nursery.start(sim.serve)
     async with running_bridge(uptivity_config(tmp_path, port)) as bridge:
@@ -131,7 +137,9 @@ async def test_hostile_input_is_quarantined_and_the_connection_survives(
         await sim.inject(b"<CALLCOPYEVENT><EVENTDATA>" + b"A" * 200_000)
         await sim.inject(b"</EVENTDATA></CALLCOPYEVENT>\r\n")
         sim.pause(False)
-        lines = await wait_for(lambda: len(read_jsonl(tmp_path / "events.jsonl")) >= 7 and read_jsonl(tmp_path / "events.jsonl"))
+        lines = await wait_for(
+            lambda: len(read_jsonl(tmp_path / "events.jsonl")) >= 7 and read_jsonl(tmp_path / "events.jsonl")
+        )
     assert numbers(lines) == list(range(1, 8))
     assert sim.connections == 1  # never reconnected: the connection survived
     bad = log_capture.events("uptivity_bad_input")
@@ -144,7 +152,9 @@ async def test_hostile_input_is_quarantined_and_the_connection_survives(
     assert "root:" not in (tmp_path / "events.jsonl").read_text()
 
 
-async def test_silent_peer_is_detected_by_the_idle_timeout(tmp_path: Path, nursery, log_capture: LogCapture) -> None:
+async def test_silent_peer_is_detected_by_the_idle_timeout(
+    tmp_path: Path, nursery, log_capture: LogCapture
+) -> None:
     sim = UptivitySimulator(rate=0, count=0)
     port = await nursery.start(sim.serve)
     async with running_bridge(uptivity_config(tmp_path, port, idle_timeout=0.3)):
@@ -157,7 +167,9 @@ async def test_event_numbers_survive_a_split_stream_without_separators(tmp_path:
     sim = UptivitySimulator(rate=0, count=50, numbered=True, devices=5, split=True, separator="none", seed=7)
     port = await nursery.start(sim.serve)
     async with running_bridge(uptivity_config(tmp_path, port)):
-        lines = await wait_for(lambda: len(read_jsonl(tmp_path / "events.jsonl")) >= 50 and read_jsonl(tmp_path / "events.jsonl"))
+        lines = await wait_for(
+            lambda: len(read_jsonl(tmp_path / "events.jsonl")) >= 50 and read_jsonl(tmp_path / "events.jsonl")
+        )
     assert numbers(lines) == list(range(1, 51))
     assert {line["subject"] for line in lines} == {str(1111 + i) for i in range(5)}
     assert event_number(b"<EVENTXREF> 12 </EVENTXREF>") == 12

@@ -84,5 +84,7 @@ def test_ids_are_deterministic_and_differ_by_content_and_ordinal() -> None:
     other_source = to_event(fields, source_name="other", tz=TZ, received=RECEIVED, raw=raw)
     assert event_id(other_source.digest(), 0) != a["id"]
     # The id depends on what was sent, not on when it was received.
-    later = to_event(fields, source_name="uptivity-main", tz=TZ, received=datetime(2030, 1, 1, tzinfo=UTC), raw=raw)
+    later = to_event(
+        fields, source_name="uptivity-main", tz=TZ, received=datetime(2030, 1, 1, tzinfo=UTC), raw=raw
+    )
     assert event_id(later.digest(), 0) == a["id"]

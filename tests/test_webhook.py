@@ -14,9 +14,9 @@ from cloudevents.core.bindings.http import HTTPMessage, from_http_event
 from cloudevents.core.formats.json import JSONFormat
 from standardwebhooks import Webhook
 
+from bridge.asgi import serve_asgi
 from bridge.cli import main as cli
 from bridge.outbox import DEAD, SKIPPED, Outbox
-from bridge.simulators.asgi import serve_asgi
 from bridge.simulators.uptivity import UptivitySimulator
 from tests.helpers import read_jsonl, running_bridge, wait_for, write_config
 from tests.receivers import Receiver
@@ -74,7 +74,9 @@ def numbers(events: list[dict]) -> list[int]:
 
 
 @pytest.mark.parametrize("mode", ["structured", "binary", "batch"])
-async def test_signed_per_standard_webhooks_and_parsed_by_the_cloudevents_sdk(tmp_path, nursery, mode) -> None:
+async def test_signed_per_standard_webhooks_and_parsed_by_the_cloudevents_sdk(
+    tmp_path, nursery, mode
+) -> None:
     sim = UptivitySimulator(rate=0, count=14, numbered=True)
     sim_port = await nursery.start(sim.serve)
     receiver = Receiver()
@@ -228,7 +230,13 @@ async def test_endpoint_down_then_back_gets_everything_and_others_are_not_slowed
     healthy = Receiver()
     failing_port = await start_receiver(nursery, failing)
     healthy_port = await start_receiver(nursery, healthy)
-    hooks = {"failing": (failing_port, "retry_schedule = [0.05, 0.1, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2]"), "healthy": (healthy_port, "")}
+    hooks = {
+        "failing": (
+            failing_port,
+            "retry_schedule = [0.05, 0.1, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2]",
+        ),
+        "healthy": (healthy_port, ""),
+    }
     async with running_bridge(config(tmp_path, sim_port, hooks)) as bridge:
         await wait_for(lambda: len(healthy.delivered_ids()) >= 40)
         assert failing.delivered_ids() == []

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import trio
 
-from bridge.simulators.asgi import lifespan, serve_asgi
+from bridge.asgi import lifespan, serve_asgi
 
 RS = "\x1e"
 ACTIONS = {1: "Start", 2: "Stop", 3: "Pause", 4: "Save", 5: "Delete", 6: "Mark", 7: "UnMark"}
@@ -162,7 +162,9 @@ class AnywhereNowSimulator:
         """Serve until cancelled; reports the bound port."""
 
         async def run(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-            await serve_asgi(self.app, host, port, certfile=certfile, keyfile=keyfile, task_status=task_status)
+            await serve_asgi(
+                self.app, host, port, certfile=certfile, keyfile=keyfile, task_status=task_status
+            )
 
         async with trio.open_nursery() as nursery:
             self.port = await nursery.start(run)
@@ -251,14 +253,21 @@ class AnywhereNowSimulator:
             if rest == ["set"] and record.method == "POST":
                 return self._set(body)
             if len(rest) == 2 and rest[0] == "capabilities" and record.method == "GET":
-                return 200, {"AgentCanEditRecordings": self.agent_can_edit, "ErrorMessage": None, "UCCName": rest[1]}
+                return 200, {
+                    "AgentCanEditRecordings": self.agent_can_edit,
+                    "ErrorMessage": None,
+                    "UCCName": rest[1],
+                }
             if len(rest) == 2 and record.method == "GET":
                 call = self.calls.get((rest[0], rest[1]))
                 if call is None:
                     return 404, {
                         "CorrelationId": rest[1],
                         "UCCName": rest[0],
-                        "ErrorMessage": {"ErrorType": ERROR_VALIDATION, "Message": "No recording session found for this CorrelationId"},
+                        "ErrorMessage": {
+                            "ErrorType": ERROR_VALIDATION,
+                            "Message": "No recording session found for this CorrelationId",
+                        },
                     }
                 return 200, call.as_json()
         return 404, "Not Found"
@@ -293,19 +302,34 @@ class AnywhereNowSimulator:
             if not isinstance(payload, dict):
                 raise ValueError
         except ValueError:
-            return 400, {"ErrorMessage": {"ErrorType": ERROR_VALIDATION, "Message": "Body must be a JSON object"}}
+            return 400, {
+                "ErrorMessage": {"ErrorType": ERROR_VALIDATION, "Message": "Body must be a JSON object"}
+            }
         ucc = _field(payload, "UCCName")
         correlation_id = _field(payload, "CorrelationId")
         action = self.action_number(_field(payload, "Action"))
         if not isinstance(ucc, str) or not isinstance(correlation_id, str) or action is None:
-            return 400, {"ErrorMessage": {"ErrorType": ERROR_VALIDATION, "Message": "UCCName, CorrelationId and a valid Action are required"}}
+            return 400, {
+                "ErrorMessage": {
+                    "ErrorType": ERROR_VALIDATION,
+                    "Message": "UCCName, CorrelationId and a valid Action are required",
+                }
+            }
         if not isinstance(_field(payload, "RequesterSipUri"), str):
-            return 400, {"ErrorMessage": {"ErrorType": ERROR_VALIDATION, "Message": "RequesterSipUri must be a valid Agent in the UCC"}}
+            return 400, {
+                "ErrorMessage": {
+                    "ErrorType": ERROR_VALIDATION,
+                    "Message": "RequesterSipUri must be a valid Agent in the UCC",
+                }
+            }
         if not self.agent_can_edit:
             return 200, {
                 "CorrelationId": correlation_id,
                 "UCCName": ucc,
-                "ErrorMessage": {"ErrorType": ERROR_CONFIGURATION, "Message": "AgentCanEditAudioRecording is disabled for this UCC"},
+                "ErrorMessage": {
+                    "ErrorType": ERROR_CONFIGURATION,
+                    "Message": "AgentCanEditAudioRecording is disabled for this UCC",
+                },
             }
         call = self._apply(ucc, correlation_id, action)
         self._broadcast_event(ucc, correlation_id, action)
@@ -336,7 +360,11 @@ class AnywhereNowSimulator:
             await send({"type": "websocket.close", "code": 1008})
             return
         ident = record.query.get("id", [None])[0]
-        if not self.available or not self._authorized(record) or (ident is not None and ident not in self._tokens):
+        if (
+            not self.available
+            or not self._authorized(record)
+            or (ident is not None and ident not in self._tokens)
+        ):
             await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
             return
         self._tokens.discard(ident or "")
@@ -413,8 +441,13 @@ class AnywhereNowSimulator:
                     _push(client, ("close", 1000))
                     return
                 if kind == 1 and data.get("invocationId"):
-                    _push(client,
-                        ("text", json.dumps({"type": 3, "invocationId": data["invocationId"], "result": None}) + RS)
+                    _push(
+                        client,
+                        (
+                            "text",
+                            json.dumps({"type": 3, "invocationId": data["invocationId"], "result": None})
+                            + RS,
+                        ),
                     )
 
     def _handshake(self, client: _Client, record: str) -> bool:
@@ -532,22 +565,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5080, help="port to bind (default 5080; 0 picks one)")
     parser.add_argument("--hub-path", default="/attendantservice/recordinghub", help="SignalR hub path")
-    parser.add_argument("--rest-prefix", default="/attendantservice", help="prefix of the REST API (…/api/v2/recording)")
-    parser.add_argument("--target", default="RecordingStateChangedEvent", help="hub method name clients listen to")
-    parser.add_argument("--ucc", action="append", default=None, help="UCC name(s) for generated calls (repeatable)")
-    parser.add_argument("--rate", type=float, default=1.0, help="generated state changes per second (default 1)")
-    parser.add_argument("--count", type=int, default=0, help="stop generating after this many changes (0 = forever)")
-    parser.add_argument("--casing", choices=("camel", "pascal"), default="camel", help="property casing of event payloads")
-    parser.add_argument("--action-as-name", action="store_true", help="send StateAction as a name (\"Start\") instead of a number")
-    parser.add_argument("--require-token", default=None, help="require 'Authorization: Bearer TOKEN' (or ?access_token=)")
-    parser.add_argument("--ping-interval", type=float, default=15.0, help="seconds between hub pings (default 15)")
-    parser.add_argument("--drop-every", type=float, default=0.0, help="drop all connections every N seconds (0 = never)")
-    parser.add_argument("--drop-mode", choices=("abort", "close", "silent"), default="abort", help="how to drop (default abort)")
-    parser.add_argument("--outage", type=float, default=0.0, help="after each drop, refuse connections for N seconds (events continue: tests reconciliation)")
-    parser.add_argument("--restart-every", type=float, default=0.0, help="simulate a hub restart every N seconds (0 = never)")
+    parser.add_argument(
+        "--rest-prefix", default="/attendantservice", help="prefix of the REST API (…/api/v2/recording)"
+    )
+    parser.add_argument(
+        "--target", default="RecordingStateChangedEvent", help="hub method name clients listen to"
+    )
+    parser.add_argument(
+        "--ucc", action="append", default=None, help="UCC name(s) for generated calls (repeatable)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=1.0, help="generated state changes per second (default 1)"
+    )
+    parser.add_argument(
+        "--count", type=int, default=0, help="stop generating after this many changes (0 = forever)"
+    )
+    parser.add_argument(
+        "--casing", choices=("camel", "pascal"), default="camel", help="property casing of event payloads"
+    )
+    parser.add_argument(
+        "--action-as-name",
+        action="store_true",
+        help='send StateAction as a name ("Start") instead of a number',
+    )
+    parser.add_argument(
+        "--require-token", default=None, help="require 'Authorization: Bearer TOKEN' (or ?access_token=)"
+    )
+    parser.add_argument(
+        "--ping-interval", type=float, default=15.0, help="seconds between hub pings (default 15)"
+    )
+    parser.add_argument(
+        "--drop-every", type=float, default=0.0, help="drop all connections every N seconds (0 = never)"
+    )
+    parser.add_argument(
+        "--drop-mode",
+        choices=("abort", "close", "silent"),
+        default="abort",
+        help="how to drop (default abort)",
+    )
+    parser.add_argument(
+        "--outage",
+        type=float,
+        default=0.0,
+        help="after each drop, refuse connections for N seconds (events continue: tests reconciliation)",
+    )
+    parser.add_argument(
+        "--restart-every", type=float, default=0.0, help="simulate a hub restart every N seconds (0 = never)"
+    )
     parser.add_argument("--no-v2", action="store_true", help="serve only the v1 REST routes")
-    parser.add_argument("--agents-cannot-edit", action="store_true", help="capabilities answer AgentCanEditRecordings=false")
-    parser.add_argument("--no-wait", action="store_true", help="generate events even before the first client connects")
+    parser.add_argument(
+        "--agents-cannot-edit", action="store_true", help="capabilities answer AgentCanEditRecordings=false"
+    )
+    parser.add_argument(
+        "--no-wait", action="store_true", help="generate events even before the first client connects"
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed for generated calls")
     parser.add_argument("--certfile", default=None, help="serve HTTPS/WSS with this certificate (PEM)")
     parser.add_argument("--keyfile", default=None, help="private key for --certfile")
@@ -566,7 +637,13 @@ def _call_script(rng: random.Random) -> list[int]:
 
 
 async def generate(
-    sim: AnywhereNowSimulator, uccs: list[str], rate: float, count: int, seed: int | None, *, echo: bool = True
+    sim: AnywhereNowSimulator,
+    uccs: list[str],
+    rate: float,
+    count: int,
+    seed: int | None,
+    *,
+    echo: bool = True,
 ) -> None:
     """Interleave a few calls' scripts at ``rate`` changes per second."""
     rng = random.Random(seed)
@@ -623,7 +700,11 @@ async def main(args: argparse.Namespace) -> None:
         print(f"restarted hub ({n} connection(s) dropped)", flush=True)
 
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(lambda task_status: sim.serve(args.host, args.port, certfile=args.certfile, keyfile=args.keyfile, task_status=task_status))
+        port = await nursery.start(
+            lambda task_status: sim.serve(
+                args.host, args.port, certfile=args.certfile, keyfile=args.keyfile, task_status=task_status
+            )
+        )
         host = args.host if args.host not in ("0.0.0.0", "::") else "127.0.0.1"
         print(f"AnywhereNow simulator: hub {scheme}://{host}:{port}{sim.hub_path}", flush=True)
         print(f"                       rest_url {scheme}://{host}:{port}{sim.rest_prefix}", flush=True)

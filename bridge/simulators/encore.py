@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import trio
 from lxml import etree
 
-from bridge.simulators.asgi import BodyTooLarge, Disconnected, lifespan, read_body, serve_asgi
+from bridge.asgi import BodyTooLarge, Disconnected, lifespan, read_body, serve_asgi
 from bridge.sources.encore_soap import (
     DEFAULT_NAMESPACE,
     DEFAULT_SOAP_ACTION,

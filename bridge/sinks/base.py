@@ -3,34 +3,18 @@
 A sink has a ``name``, a :class:`SinkHealth` and ``async run(feed, task_status)``. It
 reads its own pending rows from the outbox through :class:`SinkFeed` (in commit order)
 and reports each one delivered, to retry later, or dead. Nothing reaches a sink except
-through the outbox, so adding a sink never touches a source.
+through the outbox, so adding a sink never touches a source. The contract itself
+(``Sink``, ``SinkHealth``) is in :mod:`bridge.components`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import trio
+from typing import Any
 
 from bridge.committer import NewData
+from bridge.components import Sink, SinkHealth
 from bridge.outbox import AsyncOutbox, Row, Settlements
-
-
-@dataclass
-class SinkHealth:
-    state: str = "starting"  # starting, ok, retrying, open (circuit open), error
-    detail: str = ""
-    delivered: int = 0
-    retried: int = 0
-    failed: int = 0
-    dead: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ready(self) -> bool:
-        return self.state in ("ok", "starting", "retrying")
 
 
 class SinkFeed:
@@ -86,8 +70,4 @@ class SinkFeed:
             observer(self.sink, rows, outcome)
 
 
-class Sink(Protocol):
-    name: str
-    health: SinkHealth
-
-    async def run(self, feed: SinkFeed, *, task_status: trio.TaskStatus[None] = ...) -> None: ...
+__all__ = ["Sink", "SinkFeed", "SinkHealth"]

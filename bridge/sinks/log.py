@@ -13,6 +13,7 @@ from typing import IO
 import structlog
 import trio
 
+from bridge.components import ComponentBase
 from bridge.config import Table
 from bridge.outbox import Row
 from bridge.sinks.base import SinkFeed, SinkHealth
@@ -20,7 +21,7 @@ from bridge.sinks.base import SinkFeed, SinkHealth
 log = structlog.get_logger("bridge.sinks.log")
 
 
-class LogSink:
+class LogSink(ComponentBase):
     kind = "log"
 
     def __init__(

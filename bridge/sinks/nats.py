@@ -46,6 +46,7 @@ import structlog
 import trio
 
 from bridge.backoff import Backoff
+from bridge.components import ComponentBase
 from bridge.config import Table
 from bridge.outbox import Row
 from bridge.sinks.base import SinkFeed, SinkHealth
@@ -102,7 +103,7 @@ class _Published:
     error: str = ""
 
 
-class NatsSink:
+class NatsSink(ComponentBase):
     kind = "nats"
 
     def __init__(

@@ -32,6 +32,7 @@ import structlog
 import trio
 
 from bridge import __version__
+from bridge.components import ComponentBase
 from bridge.config import Table
 from bridge.netutil import describe, safe_url
 from bridge.outbox import Row
@@ -117,7 +118,7 @@ def classify(status: int) -> str:
     return "dead"
 
 
-class WebhookSink:
+class WebhookSink(ComponentBase):
     kind = "webhook"
 
     def __init__(
@@ -169,8 +170,14 @@ class WebhookSink:
         # Credentials a receiver might quote back in an error page: scrubbed from every
         # excerpt before it reaches health (/readyz), the DLQ (``dlq list``) or a log line.
         password = urlsplit(url).password
-        sensitive = {*self._secrets, *(s.removeprefix("whsec_") for s in self._secrets), *self.static_headers.values()}
-        sensitive |= {v.split(" ", 1)[1] for v in self.static_headers.values() if " " in v}  # "Bearer <token>"
+        sensitive = {
+            *self._secrets,
+            *(s.removeprefix("whsec_") for s in self._secrets),
+            *self.static_headers.values(),
+        }
+        sensitive |= {
+            v.split(" ", 1)[1] for v in self.static_headers.values() if " " in v
+        }  # "Bearer <token>"
         if password:
             sensitive.add(password)
         self._sensitive = sorted((s for s in sensitive if len(s) >= 4), key=len, reverse=True)
@@ -192,12 +199,20 @@ class WebhookSink:
         verify: Any = self.verify_tls
         if self.verify_tls and self.ca_file:
             verify = ssl.create_default_context(cafile=self.ca_file)
-        limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
+        limits = httpx.Limits(
+            max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
+        )
         return httpx.AsyncClient(
-            verify=verify, follow_redirects=False, limits=limits, timeout=httpx.Timeout(self.timeout), trust_env=False
+            verify=verify,
+            follow_redirects=False,
+            limits=limits,
+            timeout=httpx.Timeout(self.timeout),
+            trust_env=False,
         )
 
-    async def run(self, feed: SinkFeed, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, feed: SinkFeed, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         async with self._client() as client, trio.open_nursery() as nursery:
             task_status.started()
             self.health.state = "ok"
@@ -224,7 +239,9 @@ class WebhookSink:
                 nursery.start_soon(on_new)
                 nursery.start_soon(on_done)
 
-    async def _schedule(self, feed: SinkFeed, client: httpx.AsyncClient, nursery: trio.Nursery) -> float | None:
+    async def _schedule(
+        self, feed: SinkFeed, client: httpx.AsyncClient, nursery: trio.Nursery
+    ) -> float | None:
         now = self.clock()
         slots = self.breaker.slots(now, self.max_concurrency) - self._requests
         if self.breaker.is_open:
@@ -282,7 +299,9 @@ class WebhookSink:
                 wake_at = ready_at if wake_at is None else min(wake_at, ready_at)
         return wake_at
 
-    def _start(self, nursery: trio.Nursery, feed: SinkFeed, client: httpx.AsyncClient, rows: list[Row]) -> None:
+    def _start(
+        self, nursery: trio.Nursery, feed: SinkFeed, client: httpx.AsyncClient, rows: list[Row]
+    ) -> None:
         for row in rows:
             self.inflight[row.seq] = row.subject or row.id
         self._requests += 1
@@ -320,7 +339,12 @@ class WebhookSink:
         error = "" if kind == "ok" else f"HTTP {response.status_code}: {self._scrub(excerpt)}"
         if 300 <= response.status_code < 400:
             error = f"HTTP {response.status_code} redirect to {response.headers.get('location', '?')} (redirects are not followed; fix the URL)"
-        return Outcome(kind, response.status_code, error, parse_retry_after(response.headers.get("retry-after"), self.clock()))
+        return Outcome(
+            kind,
+            response.status_code,
+            error,
+            parse_retry_after(response.headers.get("retry-after"), self.clock()),
+        )
 
     def _scrub(self, text: str) -> str:
         for secret in self._sensitive:
@@ -372,13 +396,25 @@ class WebhookSink:
                 probe_in=round(self.breaker.open_until - now, 1),
                 error=outcome.error,
             )
-        self.health.state, self.health.detail = ("open" if self.breaker.is_open else "retrying"), outcome.error
+        self.health.state, self.health.detail = (
+            ("open" if self.breaker.is_open else "retrying"),
+            outcome.error,
+        )
         for row in rows:
             attempt = row.attempts + 1
             if attempt > len(self.schedule):
                 self.health.dead += 1
-                await feed.dead(row, status=outcome.status, error=f"gave up after {attempt} attempts: {outcome.error}")
-                log.error("webhook_gave_up", sink=self.name, url=self.describe(), id=row.id, attempts=attempt, error=outcome.error)
+                await feed.dead(
+                    row, status=outcome.status, error=f"gave up after {attempt} attempts: {outcome.error}"
+                )
+                log.error(
+                    "webhook_gave_up",
+                    sink=self.name,
+                    url=self.describe(),
+                    id=row.id,
+                    attempts=attempt,
+                    error=outcome.error,
+                )
                 continue
             delay = self.rng.uniform(0, self.schedule[attempt - 1])
             if outcome.retry_after is not None:
@@ -408,13 +444,18 @@ def from_config(table: Table) -> WebhookSink:
     for i, secret in enumerate(secrets):
         table.ctx.secrets.add(secret)
         if not secret.startswith("whsec_"):
-            raise table.error(f"secrets[{i}]", "must start with 'whsec_' (Standard Webhooks secret, base64 after the prefix)")
+            raise table.error(
+                f"secrets[{i}]",
+                "must start with 'whsec_' (Standard Webhooks secret, base64 after the prefix)",
+            )
         try:
             Signer([secret])
         except Exception:
             raise table.error(f"secrets[{i}]", "is not valid base64 after 'whsec_'") from None
     schedule = table.list("retry_schedule", list(DEFAULT_SCHEDULE))
-    if not schedule or not all(isinstance(s, int | float) and not isinstance(s, bool) and s >= 0 for s in schedule):
+    if not schedule or not all(
+        isinstance(s, int | float) and not isinstance(s, bool) and s >= 0 for s in schedule
+    ):
         raise table.error("retry_schedule", "must be a non-empty list of seconds, e.g. [5, 30, 120, 600]")
     ca_file = table.path_value("ca_file", None)
     return WebhookSink(
@@ -439,10 +480,12 @@ def from_config(table: Table) -> WebhookSink:
     )
 
 
-async def demo_receiver(sink: WebhookSink, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+async def demo_receiver(
+    sink: WebhookSink, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
     """For ``event-bridge demo``: a verifying receiver where a loopback ``url`` points."""
+    from bridge.asgi import serve_asgi
     from bridge.receiver import WebhookVerifier, print_events, receiver_app
-    from bridge.simulators.asgi import serve_asgi
 
     parts = urlsplit(sink.url)
     if parts.hostname not in ("127.0.0.1", "localhost", "::1") or not sink._secrets:

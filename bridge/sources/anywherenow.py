@@ -25,6 +25,7 @@ import httpx
 import trio
 
 from bridge.backoff import Backoff
+from bridge.components import ComponentBase
 from bridge.config import Table
 from bridge.model import Event
 from bridge.sources.anywherenow_hub import HubConnectError, HubLink, HubMessage, negotiate
@@ -91,7 +92,9 @@ class AnywhereNowSettings:
 def _check_url(table: Table, key: str, value: str, schemes: tuple[str, ...]) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.hostname:
-        raise table.error(key, f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}; got {value!r}")
+        raise table.error(
+            key, f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}; got {value!r}"
+        )
     return value
 
 
@@ -127,7 +130,9 @@ def from_config(table: Table) -> AnywhereNowSource:
         forget_after=table.float("forget_after", 86400.0, min=60.0),
     )
     if settings.server_timeout <= settings.ping_interval:
-        raise table.error("server_timeout", "must be larger than ping_interval (the hub pings about every 15 s)")
+        raise table.error(
+            "server_timeout", "must be larger than ping_interval (the hub pings about every 15 s)"
+        )
     if not settings.target.strip():
         raise table.error("target", "must not be empty")
     return AnywhereNowSource(settings)
@@ -153,7 +158,7 @@ class CallState:
         return CallState(data["state"], float(since) if isinstance(since, int | float) else time.time())
 
 
-class AnywhereNowSource:
+class AnywhereNowSource(ComponentBase):
     vendor = "anywherenow"
 
     def __init__(self, settings: AnywhereNowSettings) -> None:
@@ -171,7 +176,9 @@ class AnywhereNowSource:
 
     # ---- lifecycle ---------------------------------------------------------------------
 
-    async def run(self, ctx: SourceContext, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, ctx: SourceContext, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Connect, reconcile and forward events forever; reconnects with backoff."""
         s = self.settings
         self._load_state(ctx)
@@ -257,7 +264,9 @@ class AnywhereNowSource:
             connected_at = trio.current_time()
             self.connections += 1
             self.health.set("connected", s.hub_url)
-            ctx.log.info("anywherenow_connected", hub_url=s.hub_url, connection_id=connection_id, target=s.target)
+            ctx.log.info(
+                "anywherenow_connected", hub_url=s.hub_url, connection_id=connection_id, target=s.target
+            )
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch, link, nursery.cancel_scope)
                 nursery.start_soon(self._consume, ctx, api, receive)
@@ -336,7 +345,9 @@ class AnywhereNowSource:
 
     # ---- events ------------------------------------------------------------------------
 
-    async def _consume(self, ctx: SourceContext, api: RecordingApi | None, receive: trio.MemoryReceiveChannel[HubMessage]) -> None:
+    async def _consume(
+        self, ctx: SourceContext, api: RecordingApi | None, receive: trio.MemoryReceiveChannel[HubMessage]
+    ) -> None:
         unanswered = await self._reconcile(ctx, api)
         retry = Backoff(base=self.settings.backoff_base, cap=self.settings.backoff_cap)
         retry_at = trio.current_time() + retry.next() if unanswered else math.inf
@@ -453,7 +464,13 @@ class AnywhereNowSource:
                 **where,
             )
         elif not result.ok:
-            ctx.log.warning("anywherenow_rest_unexpected_answer", request=what, status=result.status, api=result.version, **where)
+            ctx.log.warning(
+                "anywherenow_rest_unexpected_answer",
+                request=what,
+                status=result.status,
+                api=result.version,
+                **where,
+            )
 
     async def _maybe_forget(self, ctx: SourceContext, ucc: str, correlation_id: str, call: CallState) -> None:
         """Stop asking about a call nobody can answer for, once it is older than forget_after."""
@@ -480,7 +497,9 @@ class AnywhereNowSource:
             self.reconciliations += 1
             return unanswered
         if api is None:
-            ctx.log.warning("anywherenow_reconcile_skipped", open_calls=len(calls), reason="rest_url is not set")
+            ctx.log.warning(
+                "anywherenow_reconcile_skipped", open_calls=len(calls), reason="rest_url is not set"
+            )
             return unanswered
         ctx.log.info("anywherenow_reconcile_started", open_calls=len(calls))
         emitted = 0
@@ -527,10 +546,14 @@ class AnywhereNowSource:
             entry = CallState(new_state, time.time()) if new_state else None
             if event_type is None:
                 continue
-            event = reconciled_event(self.name, ucc, correlation_id, event_type, call.state, result.body, reason)
+            event = reconciled_event(
+                self.name, ucc, correlation_id, event_type, call.state, result.body, reason
+            )
             await ctx.emit([event], state={key: entry.encode() if entry else None})
             now = time.monotonic()
-            self._reconciled = {k: v for k, v in self._reconciled.items() if now - v[1] < RECONCILED_REPEAT_WINDOW}
+            self._reconciled = {
+                k: v for k, v in self._reconciled.items() if now - v[1] < RECONCILED_REPEAT_WINDOW
+            }
             self._reconciled[(ucc, correlation_id)] = (new_state, now)
             emitted += 1
             ctx.log.info("anywherenow_reconciled", type=event_type, last_seen=call.state, **where)
@@ -539,7 +562,9 @@ class AnywhereNowSource:
             else:
                 self.calls[(ucc, correlation_id)] = entry
         self.reconciliations += 1
-        ctx.log.info("anywherenow_reconcile_done", checked=len(calls), emitted=emitted, unanswered=len(unanswered))
+        ctx.log.info(
+            "anywherenow_reconcile_done", checked=len(calls), emitted=emitted, unanswered=len(unanswered)
+        )
         return unanswered
 
     # ---- capabilities ------------------------------------------------------------------
@@ -550,7 +575,9 @@ class AnywhereNowSource:
         self._checked_uccs.add(ucc)
         self._capability_send.send_nowait(ucc)
 
-    async def _capabilities(self, ctx: SourceContext, api: RecordingApi, receive: trio.MemoryReceiveChannel[str]) -> None:
+    async def _capabilities(
+        self, ctx: SourceContext, api: RecordingApi, receive: trio.MemoryReceiveChannel[str]
+    ) -> None:
         """Warn once per UCC when agents may not change the recorder state (doc: AgentCanEditAudioRecording)."""
         async for ucc in receive:
             backoff = Backoff(base=self.settings.backoff_base, cap=self.settings.backoff_cap)
@@ -560,7 +587,9 @@ class AnywhereNowSource:
                     break
                 except RestError as exc:
                     delay = backoff.next()
-                    ctx.log.warning("anywherenow_capabilities_failed", ucc=ucc, error=str(exc), retry_in=round(delay, 3))
+                    ctx.log.warning(
+                        "anywherenow_capabilities_failed", ucc=ucc, error=str(exc), retry_in=round(delay, 3)
+                    )
                     await trio.sleep(delay)
             self._log_rest_error(ctx, "capabilities", result, ucc=ucc)
             if not result.ok:

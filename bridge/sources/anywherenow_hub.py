@@ -175,8 +175,10 @@ async def negotiate(
             continue
         transports = body.get("availableTransports") or []
         websockets = [
-            t for t in transports
-            if isinstance(t, dict) and t.get("transport") == "WebSockets"
+            t
+            for t in transports
+            if isinstance(t, dict)
+            and t.get("transport") == "WebSockets"
             and "Text" in (t.get("transferFormats") or [])
         ]
         if not websockets:
@@ -369,7 +371,9 @@ class HubLink:
             while not (self.opened.is_set() or self.closed.is_set()):
                 if connection.transport is not None and connection.transport.is_disconnected():
                     # signalrcore reports no close for a connection that never opened.
-                    self.close_reason = self.close_reason or "the hub closed the connection during the SignalR handshake"
+                    self.close_reason = (
+                        self.close_reason or "the hub closed the connection during the SignalR handshake"
+                    )
                     self.closed.set()
                     break
                 await trio.sleep(0.01)

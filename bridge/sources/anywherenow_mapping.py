@@ -100,7 +100,9 @@ def parse_action(value: Any) -> Action:
         if not text:
             raise PayloadError("StateAction is an empty string")
         if len(text) > 64:
-            raise PayloadError(f"StateAction is not a number or a name: {text[:24]!r}… ({len(text)} characters)")
+            raise PayloadError(
+                f"StateAction is not a number or a name: {text[:24]!r}… ({len(text)} characters)"
+            )
         number = _whole_number(text)
         if number is not None:
             return parse_action(number)

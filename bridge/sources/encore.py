@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 import trio
 
 from bridge.backoff import Backoff
+from bridge.components import ComponentBase
 from bridge.config import ConfigError, Table
 from bridge.model import Event
 from bridge.netutil import safe_url
@@ -201,7 +202,10 @@ def parse_duration(text: str | None) -> float | None:
         if not parts:  # no match, or "P" / "PT" with no component at all
             return None
         seconds = (
-            parts.get("d", 0.0) * 86400 + parts.get("h", 0.0) * 3600 + parts.get("m", 0.0) * 60 + parts.get("s", 0.0)
+            parts.get("d", 0.0) * 86400
+            + parts.get("h", 0.0) * 3600
+            + parts.get("m", 0.0) * 60
+            + parts.get("s", 0.0)
         )
     if not 0 <= seconds <= MAX_STATE_DURATION:  # negative, NaN, infinite or absurd
         return None
@@ -328,7 +332,7 @@ class _Transient(Exception):
 # -- the source --------------------------------------------------------------------------
 
 
-class EncoreSource:
+class EncoreSource(ComponentBase):
     """Polls one Encore Web API endpoint; see the module docstring."""
 
     vendor = "encore"

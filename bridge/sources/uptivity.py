@@ -22,6 +22,7 @@ import trio
 from lxml import etree
 
 from bridge.backoff import Backoff
+from bridge.components import ComponentBase
 from bridge.config import Table
 from bridge.model import Event, utcnow, vendor_type
 from bridge.sources.base import Health, SourceContext
@@ -158,7 +159,7 @@ class SubscriptionRefused(Exception):
     """The proxy answered the EVENTS request with something other than API_OK."""
 
 
-class UptivitySource:
+class UptivitySource(ComponentBase):
     vendor = VENDOR
 
     def __init__(
@@ -196,6 +197,9 @@ class UptivitySource:
 
     def describe(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def stats(self) -> dict[str, float]:
+        return {"events_read": float(self.events_read), "parse_errors": float(self.parse_errors)}
 
     async def run(
         self, ctx: SourceContext, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

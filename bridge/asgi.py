@@ -92,7 +92,11 @@ async def lifespan(receive: Any, send: Any) -> None:
 
 
 async def respond(
-    send: Any, status: int, body: bytes = b"", content_type: str = "text/plain", headers: dict[str, str] | None = None
+    send: Any,
+    status: int,
+    body: bytes = b"",
+    content_type: str = "text/plain",
+    headers: dict[str, str] | None = None,
 ) -> None:
     """Send a complete HTTP response."""
     raw_headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
