@@ -117,8 +117,8 @@ class Component(Protocol):
 
     name: str
 
-    def describe(self) -> dict[str, Any]:
-        """Secret-free facts for /readyz and ``status`` (target URL redacted, mode…)."""
+    def describe(self) -> str:
+        """One secret-free line naming the target (redacted URL, path) for logs, /readyz, status."""
         ...
 
     def stats(self) -> Mapping[str, float]:
@@ -164,8 +164,8 @@ class ComponentBase:
 
     name: str
 
-    def describe(self) -> dict[str, Any]:
-        return {}
+    def describe(self) -> str:
+        return self.name
 
     def stats(self) -> Mapping[str, float]:
         return {}

@@ -7,31 +7,24 @@ set. A line is marked delivered only after it was written and flushed.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import IO
 
 import structlog
 import trio
 
 from bridge.components import ComponentBase
-from bridge.config import Table
 from bridge.outbox import Row
 from bridge.sinks.base import SinkFeed, SinkHealth
+from bridge.sinks.log.settings import LogSettings
 
 log = structlog.get_logger("bridge.sinks.log")
 
 
 class LogSink(ComponentBase):
-    kind = "log"
-
-    def __init__(
-        self, name: str, *, path: Path | None, max_bytes: int = 0, backups: int = 5, batch: int = 500
-    ) -> None:
-        self.name = name
-        self.path = path
-        self.max_bytes = max_bytes
-        self.backups = backups
-        self.batch = batch
+    def __init__(self, settings: LogSettings) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.path = settings.path
         self.health = SinkHealth()
         self._file: IO[bytes] | None = None
         self._reopen = False
@@ -54,7 +47,7 @@ class LogSink(ComponentBase):
         if self._file is not None:
             self._file.close()
             self._file = None
-        for i in range(self.backups - 1, 0, -1):
+        for i in range(self.settings.backups - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{i}")
             if older.exists():
                 older.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
@@ -71,7 +64,7 @@ class LogSink(ComponentBase):
         data = b"".join(r.body + b"\n" for r in rows)
         self._file.write(data)
         self._file.flush()
-        if self.path is not None and self.max_bytes and self._file.tell() >= self.max_bytes:
+        if self.path is not None and self.settings.max_bytes and self._file.tell() >= self.settings.max_bytes:
             self._rotate()
 
     async def run(
@@ -81,7 +74,7 @@ class LogSink(ComponentBase):
         self.health.state = "ok"
         try:
             while True:
-                rows = await feed.pending(self.batch)
+                rows = await feed.pending(self.settings.batch)
                 if not rows:
                     await feed.wait_for_new(timeout=1.0)
                     continue
@@ -102,19 +95,3 @@ class LogSink(ComponentBase):
             if self._file is not None and self.path is not None:
                 self._file.close()
                 self._file = None
-
-
-def from_config(table: Table) -> LogSink:
-    name = table.name()
-    stdout = table.bool("stdout", False)
-    path = table.path_value("path", None)
-    if stdout == (path is not None):
-        raise table.error(
-            "path", 'set exactly one of path = "/var/log/event-bridge/events.jsonl" or stdout = true'
-        )
-    return LogSink(
-        name,
-        path=path,
-        max_bytes=table.int("max_bytes", 0, min=0),
-        backups=table.int("backups", 5, min=1, max=1000),
-    )
