@@ -8,6 +8,7 @@ of which names file and key.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -59,19 +60,19 @@ _MISSING = object()
 class Table:
     """A TOML table with typed getters whose errors name the full key path."""
 
-    def __init__(self, data: dict[str, Any], path: str, ctx: Context) -> None:
+    def __init__(self, data: dict[builtins.str, Any], path: builtins.str, ctx: Context) -> None:
         self.data = data
         self.path = path
         self.ctx = ctx
-        self._used: set[str] = set()
+        self._used: set[builtins.str] = set()
 
-    def key(self, name: str) -> str:
+    def key(self, name: builtins.str) -> builtins.str:
         return f"{self.path}.{name}" if self.path else name
 
-    def error(self, name: str, message: str) -> ConfigError:
+    def error(self, name: builtins.str, message: builtins.str) -> ConfigError:
         return ConfigError(self.ctx.file, self.key(name), message)
 
-    def _raw(self, name: str, default: Any) -> Any:
+    def _raw(self, name: builtins.str, default: Any) -> Any:
         self._used.add(name)
         if name not in self.data:
             if default is _MISSING:
@@ -79,14 +80,14 @@ class Table:
             return default
         return self.data[name]
 
-    def _expand(self, name: str, value: str, secret: bool) -> str:
-        def env(match: re.Match[str]) -> str:
+    def _expand(self, name: builtins.str, value: builtins.str, secret: builtins.bool) -> builtins.str:
+        def env(match: re.Match[builtins.str]) -> builtins.str:
             var = match.group(1)
             if var not in os.environ:
                 raise self.error(name, f"refers to ${{{var}}} but that environment variable is not set")
             return os.environ[var]
 
-        def cred(match: re.Match[str]) -> str:
+        def cred(match: re.Match[builtins.str]) -> builtins.str:
             directory = os.environ.get("CREDENTIALS_DIRECTORY")
             if not directory:
                 raise self.error(
@@ -108,11 +109,11 @@ class Table:
 
     def str(
         self,
-        name: str,
+        name: builtins.str,
         default: Any = _MISSING,
         *,
-        secret: bool = False,
-        choices: tuple[str, ...] | None = None,
+        secret: builtins.bool = False,
+        choices: tuple[builtins.str, ...] | None = None,
     ) -> Any:
         value = self._raw(name, default)
         if value is default and default is not _MISSING:
@@ -124,14 +125,14 @@ class Table:
             raise self.error(name, f"must be one of {', '.join(choices)}; got {value!r}")
         return value
 
-    def name(self, name: str = "name") -> str:
-        value = self.str(name)
+    def name(self, name: builtins.str = "name") -> builtins.str:
+        value: builtins.str = self.str(name)
         if not _NAME.match(value):
             raise self.error(name, f"{value!r} is not a valid name (letters, digits, _ . -; up to 64)")
         return value
 
     def int(
-        self, name: str, default: Any = _MISSING, *, min: int | None = None, max: int | None = None
+        self, name: builtins.str, default: Any = _MISSING, *, min: builtins.int | None = None, max: builtins.int | None = None
     ) -> Any:
         value = self._raw(name, default)
         if value is default and default is not _MISSING:
@@ -145,7 +146,7 @@ class Table:
         return value
 
     def float(
-        self, name: str, default: Any = _MISSING, *, min: float | None = None, max: float | None = None
+        self, name: builtins.str, default: Any = _MISSING, *, min: builtins.float | None = None, max: builtins.float | None = None
     ) -> Any:
         value = self._raw(name, default)
         if value is default and default is not _MISSING:
@@ -158,7 +159,7 @@ class Table:
             raise self.error(name, f"must be at most {max}, got {value}")
         return float(value)
 
-    def bool(self, name: str, default: Any = _MISSING) -> Any:
+    def bool(self, name: builtins.str, default: Any = _MISSING) -> Any:
         value = self._raw(name, default)
         if value is default and default is not _MISSING:
             return value
@@ -166,7 +167,7 @@ class Table:
             raise self.error(name, f"must be true or false, got {value!r}")
         return value
 
-    def list(self, name: str, default: Any = _MISSING) -> Any:
+    def list(self, name: builtins.str, default: Any = _MISSING) -> Any:
         value = self._raw(name, default)
         if value is default and default is not _MISSING:
             return value
@@ -174,7 +175,7 @@ class Table:
             raise self.error(name, f"must be a list, got {type(value).__name__}")
         return value
 
-    def str_list(self, name: str, default: Any = _MISSING) -> Any:
+    def str_list(self, name: builtins.str, default: Any = _MISSING) -> Any:
         value = self.list(name, default)
         if value is default and default is not _MISSING:
             return value
@@ -183,27 +184,27 @@ class Table:
                 raise self.error(f"{name}[{i}]", f"must be a string, got {item!r}")
         return [self._expand(name, item, False) for item in value]
 
-    def str_map(self, name: str, default: Any = _MISSING, *, secret: bool = False) -> Any:
+    def str_map(self, name: builtins.str, default: Any = _MISSING, *, secret: builtins.bool = False) -> Any:
         """A table of string values (e.g. extra HTTP headers)."""
         value = self._raw(name, default)
         if value is default and default is not _MISSING:
             return value
         if not isinstance(value, dict):
             raise self.error(name, f"must be a table of strings, got {type(value).__name__}")
-        out: dict[str, str] = {}
+        out: dict[builtins.str, builtins.str] = {}
         for k, v in value.items():
             if not isinstance(v, str):
                 raise self.error(f"{name}.{k}", f"must be a string, got {v!r}")
             out[k] = self._expand(f"{name}.{k}", v, secret)
         return out
 
-    def table(self, name: str, default_empty: bool = True) -> Table:
+    def table(self, name: builtins.str, default_empty: builtins.bool = True) -> Table:
         value = self._raw(name, {} if default_empty else _MISSING)
         if not isinstance(value, dict):
             raise self.error(name, f"must be a table, got {type(value).__name__}")
         return Table(value, self.key(name), self.ctx)
 
-    def tables(self, name: str) -> list[Table]:
+    def tables(self, name: builtins.str) -> builtins.list[Table]:
         value = self._raw(name, [])
         if isinstance(value, dict):
             value = [value]
@@ -211,7 +212,7 @@ class Table:
             raise self.error(name, "must be an array of tables ([[...]])")
         return [Table(v, f"{self.key(name)}[{i}]", self.ctx) for i, v in enumerate(value)]
 
-    def path_value(self, name: str, default: Any = _MISSING) -> Any:
+    def path_value(self, name: builtins.str, default: Any = _MISSING) -> Any:
         value = self.str(name, default)
         if value is default and default is not _MISSING:
             return value
@@ -220,7 +221,7 @@ class Table:
             path = (self.ctx.file.parent / path).resolve() if self.ctx.file.exists() else path.resolve()
         return path
 
-    def timezone(self, name: str = "timezone") -> ZoneInfo:
+    def timezone(self, name: builtins.str = "timezone") -> ZoneInfo:
         value = self.str(name, None)
         if value is None:
             return self.ctx.timezone

@@ -72,7 +72,9 @@ def setting(
     return field(default=default, metadata=meta)
 
 
-@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(setting, field))
+# setting() is deliberately not a field specifier: to the type checker every setting has a
+# default (the loader, not the constructor, enforces required keys).
+@dataclass_transform(kw_only_default=True, frozen_default=True)
 def settings(cls: type[T]) -> type[T]:
     """Make ``cls`` a frozen, keyword-only settings dataclass."""
     return dataclass(frozen=True, kw_only=True)(cls)
