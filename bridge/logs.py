@@ -2,11 +2,16 @@
 
 Every line goes to stderr (stdout may carry the event log sink). Configured secrets are
 replaced by ``[REDACTED]`` in every value before rendering, whatever logged them.
+
+:func:`printable` is the one way a string from a peer (a vendor's DEVICEID, a receiver's
+error page) reaches a terminal: control characters become ``\\uXXXX`` escapes, so such a
+string can neither start a new line nor send escape sequences to the terminal.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any
@@ -14,6 +19,28 @@ from typing import Any
 import structlog
 
 REDACTED = "[REDACTED]"
+
+# C0 and C1 controls, DEL, the Unicode line/paragraph separators and the bidirectional
+# overrides/isolates (which reorder what a terminal shows: "Trojan Source").
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(value: object) -> str:
+    """``str(value)`` safe to print on one terminal line.
+
+    Escapes are JSON-compatible (``\\u000a``), so a JSON line stays valid JSON.
+    """
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value))
+
+
+def _printable_values(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """On a terminal (console renderer) no logged value may forge a line."""
+    for key, value in list(event_dict.items()):
+        if isinstance(value, str) and key != "exception":
+            event_dict[key] = printable(value)
+    return event_dict
 
 
 class RedactSecrets:
@@ -72,6 +99,7 @@ def configure(level: str = "info", *, json_output: bool | None = None, stream: A
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redactor,
+            *([] if json_output else [_printable_values]),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
