@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import pytest
 
 from tests import reliability
@@ -7,7 +9,18 @@ from tests.helpers import LogCapture, capture_logs
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    reliability.reset()
+    if not hasattr(session.config, "workerinput"):
+        reliability.reset()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
+    """Write the reliability rows a test held, with its outcome, whether it passed or not."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        expected = item.get_closest_marker("reliability") is not None
+        reliability.flush(item.nodeid, report.outcome, expected=expected and report.when == "call")
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ class Request:
         if isinstance(payload, list):
             return payload
         if "ce-id" in self.headers:
-            return [{"id": self.headers["ce-id"], "subject": self.headers.get("ce-subject"), "data": payload}]
+            ce = {k[3:]: v for k, v in self.headers.items() if k.startswith("ce-")}
+            return [{**ce, "data": payload}]
         return [payload]
 
 
@@ -35,11 +36,16 @@ async def accept(receiver: Receiver, headers: dict[str, str], body: bytes) -> in
 
 
 class Receiver:
-    """Records every request; ``behaviour`` decides the answer (status or (status, headers, body))."""
+    """Records every request; ``behaviour`` decides the answer (status or (status, headers, body)).
+
+    ``journal`` is the receiver's own record of every event it accepted (a 2xx answer), in
+    order, with a monotonic timestamp: what loss accounting counts (tests/support/accounting.py).
+    """
 
     def __init__(self, behaviour: Behaviour = accept) -> None:
         self.behaviour = behaviour
         self.requests: list[Request] = []
+        self.journal: list[dict[str, Any]] = []
         self.concurrent = 0
         self.max_concurrent = 0
 
@@ -62,5 +68,10 @@ class Receiver:
         finally:
             self.concurrent -= 1
         status, extra, payload = (answer, {}, b"") if isinstance(answer, int) else answer
-        self.requests.append(Request(headers, body, time.time(), status))
+        request = Request(headers, body, time.time(), status)
+        self.requests.append(request)
+        if 200 <= status < 300:
+            now = time.monotonic()
+            for event in request.events():
+                self.journal.append({"t": now, **event})
         await respond(send, status, payload, extra.pop("content-type", "text/plain"), extra)

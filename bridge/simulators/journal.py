@@ -1,0 +1,68 @@
+"""A simulator's journal: the ground truth that loss accounting counts against.
+
+Every simulator appends what it did to its journal: each event it emitted or state change
+it made (with a sequence number and a monotonic timestamp), each observation it answered
+(a poll, a REST answer), and for each subscriber connection what it wrote and when the
+write completed, and how many bytes the peer's kernel had acknowledged when it closed.
+Tests (``tests/support/accounting.py``) read only journals (this one and the receivers'),
+never the bridge's own bookkeeping. ``event-bridge simulate <vendor> --journal FILE``
+writes it as JSON Lines as well.
+
+This module is vendor-neutral and imports nothing from ``bridge.sources``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["Journal", "tcp_bytes_acked"]
+
+
+class Journal:
+    """Append-only, in memory and optionally on disk (one JSON object per line)."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self._file: IO[str] | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+
+    def add(self, kind: str, **fields: Any) -> dict[str, Any]:
+        entry = {"seq": len(self.entries) + 1, "t": time.monotonic(), "kind": kind, **fields}
+        self.entries.append(entry)
+        if self._file is not None:
+            self._file.write(json.dumps(entry, default=str) + "\n")
+            self._file.flush()
+        return entry
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.entries if e["kind"] == kind]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+# struct tcp_info (linux/tcp.h) up to tcpi_bytes_acked: 8 one-byte fields, then 24
+# 32-bit fields, then tcpi_pacing_rate, tcpi_max_pacing_rate, tcpi_bytes_acked (64-bit).
+_TCP_INFO = struct.Struct("=8B24I3Q")
+
+
+def tcp_bytes_acked(sock: socket.socket) -> int | None:
+    """Bytes of this connection the peer's kernel has acknowledged (Linux TCP_INFO).
+
+    What the peer's kernel acknowledged reached the peer's machine; what was written past
+    it was still in transit when the connection died. None where the kernel cannot say.
+    """
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    except (OSError, AttributeError):
+        return None
+    if len(raw) < _TCP_INFO.size:
+        return None
+    acked: int = _TCP_INFO.unpack_from(raw)[-1]
+    return acked

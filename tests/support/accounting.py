@@ -1,0 +1,172 @@
+"""Loss accounting from independent records: the simulators' and receivers' journals only.
+
+Nothing here reads the bridge's outbox, its counters or its logs. Every event a
+simulator's journal says it produced is, at every receiver, exactly one of:
+
+* **delivered** (at least once; extra copies must carry the same CloudEvent id);
+* **unread**: proven gone in transit. Uptivity has no replay: an event written on a
+  connection past the last byte the bridge's kernel acknowledged before the connection
+  died (``tcp_bytes_acked`` in the journal), or produced while no subscriber was
+  connected, never reached the bridge;
+* **unobservable**: proven to have existed only between two observations: no poll
+  answer, REST answer or hub message the simulator served showed that state;
+* **lost**: anything else. A category without proof is lost.
+
+Journal entries this module reads (see ``bridge/simulators/journal.py``):
+
+* Uptivity: ``emit {n, device}`` (n = EVENTXREF, the event's number), ``write {conn, n,
+  end}`` (byte offset of the document's end on that connection, once the write
+  completed), ``close {conn, acked}`` (bytes the peer's kernel acknowledged).
+* State-polled or reconciled vendors (Encore, AnywhereNow): ``change {subject, state,
+  n}`` (the subject entered ``state``; n numbers the changes) and ``observe {subject,
+  state}`` (the simulator showed ``state`` to the bridge: a poll answer, a REST answer, a
+  hub message written to a connected client).
+
+Receivers (``tests/receivers.py``) journal every event they accepted with its id.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Tally:
+    """One source at one receiver."""
+
+    sent: int = 0
+    delivered: int = 0
+    duplicated: int = 0  # extra copies with the same id (at-least-once)
+    new_id_duplicates: list[Any] = field(default_factory=list)  # same ground-truth event, another id
+    unread: int = 0
+    unobservable: int = 0
+    lost: list[Any] = field(default_factory=list)  # ground-truth keys, with no proof
+    unexplained: list[dict[str, Any]] = field(default_factory=list)  # delivered, matches nothing
+
+    def row(self) -> dict[str, int]:
+        return {
+            "sent": self.sent,
+            "delivered": self.delivered,
+            "duplicated": self.duplicated + len(self.new_id_duplicates),
+            "lost": len(self.lost),
+            "unread": self.unread,
+            "unobservable": self.unobservable,
+        }
+
+
+def uptivity(journal: Sequence[dict[str, Any]], delivered: Iterable[tuple[int, str]]) -> Tally:
+    """``delivered``: (EVENTXREF, CloudEvent id) of every copy a receiver accepted."""
+    tally = Tally()
+    ids: dict[int, set[str]] = defaultdict(set)
+    copies: dict[int, int] = defaultdict(int)
+    for n, event_id in delivered:
+        ids[n].add(event_id)
+        copies[n] += 1
+    acked: dict[Any, int | None] = {e["conn"]: e.get("acked") for e in journal if e["kind"] == "close"}
+    writes: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for entry in journal:
+        if entry["kind"] == "write":
+            writes[entry["n"]].append(entry)
+    for entry in journal:
+        if entry["kind"] != "emit":
+            continue
+        n = entry["n"]
+        tally.sent += 1
+        if n in ids:
+            tally.delivered += 1
+            tally.duplicated += copies[n] - len(ids[n])
+            if len(ids[n]) > 1:
+                tally.new_id_duplicates.append(n)
+            continue
+        if not writes[n]:
+            tally.unread += 1  # produced while no subscriber was connected: no replay
+            continue
+        proven = all(
+            w["conn"] in acked and acked[w["conn"]] is not None and w["end"] > int(acked[w["conn"]] or 0)
+            for w in writes[n]
+        )
+        if proven:
+            tally.unread += 1
+        else:
+            tally.lost.append(n)
+    return tally
+
+
+def states(
+    journal: Sequence[dict[str, Any]],
+    delivered: Iterable[dict[str, Any]],
+    expected_type: Callable[[str | None, str], str | None],
+) -> Tally:
+    """Accounting for vendors whose state the bridge observes (polls, REST, hub messages).
+
+    ``delivered``: every CloudEvent copy a receiver accepted (``id``, ``subject``,
+    ``type``), in arrival order. ``expected_type(previous, new)`` names the event type
+    that announces a change from ``previous`` to ``new`` (None: no event expected, e.g. a
+    change the bridge is not meant to report).
+
+    A change is matched to the next unmatched delivered event of its subject with the
+    expected type (in order). A change with no match is unobservable when no observation
+    of its state fell between it and the next change of the same subject, or when the last
+    observation before it already showed that state (A, unseen B, A); else it is lost.
+    """
+    tally = Tally()
+    by_subject: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    seen_ids: set[str] = set()
+    for event in delivered:
+        if event["id"] in seen_ids:
+            tally.duplicated += 1
+            continue
+        seen_ids.add(event["id"])
+        by_subject[str(event.get("subject"))].append(event)
+
+    changes: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    observed: dict[str, list[tuple[int, str]]] = defaultdict(list)  # subject -> (journal seq, state)
+    for entry in journal:
+        if entry["kind"] == "change":
+            changes[str(entry["subject"])].append(entry)
+        elif entry["kind"] == "observe":
+            observed[str(entry["subject"])].append((entry["seq"], entry["state"]))
+
+    for subject, history in changes.items():
+        events = by_subject.get(subject, [])
+        used = [False] * len(events)
+        cursor = 0
+        previous: str | None = None
+        for i, change in enumerate(history):
+            wanted = expected_type(previous, change["state"])
+            previous = change["state"]
+            if wanted is None:
+                continue
+            tally.sent += 1
+            match = next(
+                (j for j in range(cursor, len(events)) if not used[j] and events[j]["type"] == wanted), None
+            )
+            if match is not None:
+                used[match] = True
+                cursor = match + 1
+                tally.delivered += 1
+                continue
+            # Observable: the bridge was shown the new state while it held, and the last
+            # thing it was shown before the change was something else (A, unseen B, A
+            # again shows the bridge nothing).
+            until = history[i + 1]["seq"] if i + 1 < len(history) else float("inf")
+            seen = any(
+                change["seq"] <= seq < until and state == change["state"] for seq, state in observed[subject]
+            )
+            before = [state for seq, state in observed[subject] if seq < change["seq"]]
+            if seen and (not before or before[-1] != change["state"]):
+                tally.lost.append((subject, change["n"], wanted))
+            else:
+                tally.unobservable += 1
+        # A second event for a change that was already matched (a repeat with a new id),
+        # or an event that matches no change: both are claims the journal does not back.
+        for j, event in enumerate(events):
+            if not used[j]:
+                tally.unexplained.append(event)
+    for subject, events in by_subject.items():
+        if subject not in changes:
+            tally.unexplained.extend(events)
+    return tally
