@@ -13,12 +13,22 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import structlog
 import trio
 
 from bridge import __version__, logs, registry
 from bridge.config import BridgeConfig, ConfigError, load
+from bridge.errors import StartupError
 
-EXIT_CONFIG = 2
+# Exit statuses (README "Exit statuses"): scripts and systemd tell the causes apart.
+EXIT_OK = 0
+EXIT_UNCLEAN = 1  # stopped, but not cleanly (a component kept failing during shutdown)
+EXIT_CONFIG = 2  # the configuration is wrong (file, key and fix on the line)
+EXIT_LISTEN = 3  # the admin listener cannot bind (port in use, no such address)
+EXIT_STATE_DIR = 4  # the state directory / outbox cannot be opened or written
+EXIT_TLS = 5  # a TLS file (ca_file, cert_file, key_file) cannot be read or parsed
+EXIT_INTERRUPTED = 130
+TLS_KEYS = frozenset({"ca_file", "cert_file", "key_file"})
 DEFAULT_CONFIG = "/etc/event-bridge/bridge.toml"
 
 
@@ -47,15 +57,24 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bridge.service import Bridge, run_with_signals
+    from bridge.service import Bridge, run_with_signals, startup_error
 
     config = _load_config(args.config)
     logs.configure(args.log_level or config.log_level)
+    for warning in config.warnings:
+        structlog.get_logger("bridge.config").warning("config_warning", warning=warning)
     bridge = Bridge(config, shutdown_grace=args.shutdown_grace)
     for hook in _service_hooks():
         hook(bridge, args)
-    trio.run(run_with_signals, bridge)
-    return 0 if bridge.stopped_cleanly else 1
+    try:
+        trio.run(run_with_signals, bridge)
+    except BaseException as exc:
+        error = startup_error(exc)
+        if error is None:
+            raise
+        print(f"event-bridge: {error}", file=sys.stderr)
+        return error.exit_status
+    return EXIT_OK if bridge.stopped_cleanly else EXIT_UNCLEAN
 
 
 def _service_hooks() -> list[Any]:
@@ -119,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser("check-config", help="validate a config file and exit (0 ok, 2 invalid)")
+    check = sub.add_parser(
+        "check-config", help="validate a config file and exit (0 ok, 2 invalid, 5 unusable TLS file)"
+    )
     check.add_argument("--config", "-c", default=DEFAULT_CONFIG)
     check.set_defaults(func=cmd_check_config)
 
@@ -141,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     simulate.set_defaults(func=cmd_simulate)
 
+    from bridge.admin import status
+
+    status_parser = sub.add_parser("status", help="summary of sources, sinks and outbox (--watch to follow)")
+    status.add_arguments(status_parser)
+    status_parser.set_defaults(func=lambda args: status.cmd_status(args, _load_config))
+
     for name in ("bridge.commands",):
         try:
             extra = importlib.import_module(name)
@@ -158,7 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
+        if exc.key in TLS_KEYS:
+            print(f"event-bridge: TLS file error: {exc}", file=sys.stderr)
+            return EXIT_TLS
         print(f"event-bridge: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except StartupError as exc:
+        print(f"event-bridge: {exc}", file=sys.stderr)
+        return exc.exit_status
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED

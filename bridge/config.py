@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bridge import registry
 from bridge.components import Configured
 from bridge.errors import ConfigError
-from bridge.settings import load_settings, setting, settings
+from bridge.settings import Validator, load_settings, setting, settings
 
 __all__ = ["BridgeConfig", "ConfigError", "Context", "Secrets", "Table", "load", "parse"]
 
@@ -132,7 +132,12 @@ class Table:
         return value
 
     def int(
-        self, name: builtins.str, default: Any = _MISSING, *, min: builtins.int | None = None, max: builtins.int | None = None
+        self,
+        name: builtins.str,
+        default: Any = _MISSING,
+        *,
+        min: builtins.int | None = None,
+        max: builtins.int | None = None,
     ) -> Any:
         value = self._raw(name, default)
         if value is default and default is not _MISSING:
@@ -146,7 +151,12 @@ class Table:
         return value
 
     def float(
-        self, name: builtins.str, default: Any = _MISSING, *, min: builtins.float | None = None, max: builtins.float | None = None
+        self,
+        name: builtins.str,
+        default: Any = _MISSING,
+        *,
+        min: builtins.float | None = None,
+        max: builtins.float | None = None,
     ) -> Any:
         value = self._raw(name, default)
         if value is default and default is not _MISSING:
@@ -264,12 +274,39 @@ class OutboxSettings:
     prune_interval: float = setting(300.0, min=1.0, doc="how often old rows are pruned (s)")
 
 
+_LOOPBACK_HOSTS = ("localhost", "::1", "ip6-localhost")
+
+
 @settings
 class AdminSettings:
     """``[admin]``: the health, metrics and console listener."""
 
-    enabled: bool = setting(True, doc="serve /healthz, /readyz, /metrics")
+    enabled: bool = setting(True, doc="serve /healthz, /readyz, /metrics and the console at /")
     listen: str = setting("127.0.0.1:9108", doc="host:port to listen on (keep it on loopback)")
+    token: str | None = setting(
+        None,
+        secret=True,
+        doc="bearer token: required for /metrics and the console's data, enables the console's actions",
+    )
+    refresh_interval: float = setting(
+        5.0, min=0.5, max=300.0, doc="how often outbox counts and the write probe are refreshed (s)"
+    )
+
+    def validate(self, v: Validator) -> None:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise v.error("listen", f'must be host:port such as "127.0.0.1:9108", got {self.listen!r}')
+        if self.token is not None and len(self.token) < 16:
+            raise v.error("token", "is too short: use at least 16 random characters (openssl rand -hex 16)")
+        host = host.strip("[]")
+        if host.startswith("127.") or host in _LOOPBACK_HOSTS:
+            return
+        exposure = (
+            "anyone who can reach it can read /readyz"
+            if self.token
+            else "anyone who can reach it can read metrics, events and dead letters; set [admin] token"
+        )
+        v.warn("listen", f"{self.listen} is not a loopback address: {exposure}, and firewall the port")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 import trio
 
-from bridge import logs, registry
+from bridge import admin, logs, registry
 from bridge.config import load
 from bridge.service import Bridge, run_with_signals
 
@@ -55,6 +55,7 @@ async def run_demo(config_path: Path, duration: float | None) -> None:
             if receiver is not None:
                 await nursery.start(receiver, configured.component)
         bridge = Bridge(config)
+        admin.attach(bridge)  # the console and /metrics at [admin] listen, as with `run`
         if duration:
             nursery.start_soon(_stop_after, bridge, duration)
         await run_with_signals(bridge)

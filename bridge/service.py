@@ -10,6 +10,7 @@ a supervisor, so one that crashes is logged and restarted while the rest keep go
 from __future__ import annotations
 
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from functools import partial
@@ -23,11 +24,14 @@ from bridge.backoff import Backoff
 from bridge.committer import Committer, SourceEmitter
 from bridge.components import Configured, Sink, Source, SourceContext
 from bridge.config import BridgeConfig, ConfigError, load
-from bridge.outbox import AsyncOutbox, Outbox
+from bridge.errors import StartupError
+from bridge.outbox import AsyncOutbox, Outbox, OutboxUnavailable
 from bridge.quarantine import Quarantine
 from bridge.sinks.base import SinkFeed
 
 log = structlog.get_logger("bridge.service")
+
+EXIT_STATE_DIR = 4  # the state dir / outbox cannot be opened (README: exit statuses)
 
 
 class Bridge:
@@ -46,7 +50,12 @@ class Bridge:
         self.ready = trio.Event()
         self.stopped_cleanly = False
         self.delivery_observers: list[Callable[..., None]] = []
-        self.extra_tasks: list[Callable[..., Any]] = []  # admin HTTP, watchdog… started beside
+        self.extra_tasks: list[Callable[..., Any]] = []  # watchdog, test hooks… started beside
+        # Started (and bound) before any sink or source, and before READY=1: the admin
+        # listener. Each is ``async fn(bridge, *, task_status)``; a StartupError stops the start.
+        self.listeners: list[Callable[..., Any]] = []
+        self.metrics: Any = None  # set by bridge.admin.attach
+        self.admin: Any = None
         self.stop_hooks: list[Callable[[], None]] = []
         self.reload_hooks: list[Callable[[], None]] = []
         self.reloaded_hooks: list[Callable[[], None]] = []
@@ -61,17 +70,43 @@ class Bridge:
                 hook()
         self._stop.set()
 
+    async def _open_outbox(self) -> None:
+        """Open the outbox, or stop the start with one line saying what to fix."""
+        state_dir = self.config.state_dir
+        try:
+            await self.outbox.open()
+        except (OSError, sqlite3.Error) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise StartupError(
+                f"state dir {state_dir}: cannot open the outbox {self.outbox.sync.path}: {reason}; "
+                f"make the directory readable and writable by the bridge's user, or set [bridge] "
+                f"state_dir in {self.config.file}",
+                exit_status=EXIT_STATE_DIR,
+            ) from None
+        try:
+            await self.outbox.call(self.outbox.sync.probe_writable)
+        except OutboxUnavailable as exc:
+            await self.outbox.close()
+            raise StartupError(
+                f"state dir {state_dir}: the outbox cannot be written ({exc}); free disk space or fix "
+                "the permissions, then start again",
+                exit_status=EXIT_STATE_DIR,
+            ) from None
+
     async def run(self, *, task_status: trio.TaskStatus[Bridge] = trio.TASK_STATUS_IGNORED) -> None:
-        await self.outbox.open()
+        await self._open_outbox()
         self.outbox.sync.set_sinks([s.name for s in self.config.sinks])
-        log.info(
-            "bridge_starting",
-            state_dir=str(self.config.state_dir),
-            sources=[s.name for s in self.config.sources],
-            sinks=[s.name for s in self.config.sinks],
-        )
         try:
             async with trio.open_nursery() as outer:
+                # Listeners first: a port in use stops the start before anything connects.
+                for listener in self.listeners:
+                    await outer.start(listener, self)
+                log.info(
+                    "bridge_starting",
+                    state_dir=str(self.config.state_dir),
+                    sources=[s.name for s in self.config.sources],
+                    sinks=[s.name for s in self.config.sinks],
+                )
                 committer_done = trio.Event()
                 outer.start_soon(self._run_committer, committer_done)
                 outer.start_soon(self._prune_loop)
@@ -174,6 +209,9 @@ class Bridge:
                             started = True
                             task_status.started()
                 except Exception as exc:
+                    fatal = None if started else startup_error(exc)
+                    if fatal is not None:
+                        raise fatal from None  # refused by the host at start: one line, exit
                     component.health.state, component.health.detail = "error", f"crashed: {exc!r}"
                     log.exception(f"{role}_crashed", **{role: name}, error=repr(exc))
                 else:
@@ -247,6 +285,18 @@ class Bridge:
     def reopen_logs(self) -> None:
         for sink in self.sinks.values():
             sink.reopen()
+
+
+def startup_error(exc: BaseException) -> StartupError | None:
+    """The StartupError inside ``exc`` (trio wraps errors of tasks in exception groups)."""
+    if isinstance(exc, StartupError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = startup_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 async def reload_from_file(bridge: Bridge) -> None:
