@@ -38,7 +38,7 @@ def test_defaults_and_stream_settings(tmp_path: Path) -> None:
     assert sink.create_stream is not None
     assert sink.create_stream.subjects == ["events.>"]
     assert (sink.create_stream.duplicate_window, sink.create_stream.max_age) == (120.0, 86400.0)
-    assert sink.verify_tls is True
+    assert sink.settings.verify_tls is True
 
 
 def test_password_and_token_are_registered_as_secrets(tmp_path: Path) -> None:
@@ -93,3 +93,53 @@ def test_ha_example_loads() -> None:
     assert sink.stream == "EVENTS" and sink.create_stream is not None
     assert sink.create_stream.duplicate_window == 3600.0
     assert len(sink.servers) == 3
+
+
+def test_old_names_still_work_with_a_deprecation_warning(tmp_path: Path) -> None:
+    sink, config = load_sink(
+        tmp_path, "max_inflight = 8\nretry_min = 0.1\nretry_max = 2\npublish_timeout = 3\n"
+    )
+    s = sink.settings
+    assert (s.max_in_flight, s.reconnect_min, s.reconnect_max, s.timeout) == (8, 0.1, 2.0, 3.0)
+    assert sink.max_in_flight == 8
+    for old, new in (
+        ("max_inflight", "max_in_flight"),
+        ("retry_min", "reconnect_min"),
+        ("publish_timeout", "timeout"),
+    ):
+        assert any(f"sinks.nats[0].{old}: is deprecated, call it {new!r}" in w for w in config.warnings)
+    with pytest.raises(ConfigError) as info:
+        load_sink(tmp_path, "max_inflight = 8\nmax_in_flight = 9\n")
+    assert info.value.key == "sinks.nats[0].max_inflight"
+
+
+@pytest.mark.parametrize(
+    ("extra", "warned"),
+    [
+        (
+            'servers = ["nats://nats.example.com:4222"]\nuser = "bridge"\npassword = "hunter2-long"',
+            "password",
+        ),
+        ('servers = ["nats://10.0.0.5:4222"]\ntoken = "tok-123456"', "token"),
+        ('servers = ["tls://nats.example.com:4222"]\ntoken = "tok-123456"', None),
+        ('servers = ["nats://nats.example.com:4222"]\ntls = true\ntoken = "tok-123456"', None),
+        ('servers = ["nats://127.0.0.1:4222"]\ntoken = "tok-123456"', None),  # never leaves the host
+        ('servers = ["nats://nats.example.com:4222"]', None),  # nothing secret to send
+    ],
+)
+def test_a_password_or_token_without_tls_is_warned_about(
+    tmp_path: Path, extra: str, warned: str | None, capsys
+) -> None:
+    _, config = load_sink(tmp_path, extra + "\n")
+    clear = [w for w in config.warnings if "sent in clear" in w]
+    if warned is None:
+        assert clear == []
+    else:
+        assert len(clear) == 1 and clear[0].startswith(f"sinks.nats[0].{warned}: ")
+        assert "tok-123456" not in clear[0] and "hunter2-long" not in clear[0]
+        # check-config prints it
+        from bridge import cli
+
+        path = tmp_path / "bridge.toml"
+        assert cli.main(["check-config", "--config", str(path)]) == 0
+        assert "sent in clear" in capsys.readouterr().err

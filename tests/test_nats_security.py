@@ -47,8 +47,8 @@ name = "js"
 servers = ["{url}"]
 stream = "EVENTS"
 create_stream = true
-retry_min = 0.05
-retry_max = 0.3
+reconnect_min = 0.05
+reconnect_max = 0.3
 connect_timeout = 2
 {sink}
 """,

@@ -59,9 +59,9 @@ servers = ["{url}"]
 stream = "{STREAM}"
 create_stream = true
 duplicate_window = 600
-retry_min = 0.05
-retry_max = 0.5
-publish_timeout = 2.0
+reconnect_min = 0.05
+reconnect_max = 0.5
+timeout = 2.0
 {sink_extra}
 """,
         name=name,
