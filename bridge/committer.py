@@ -10,6 +10,7 @@ dropped and nothing is acknowledged that is not on disk.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,17 +18,33 @@ import structlog
 import trio
 
 from bridge.backoff import Backoff
+from bridge.errors import OutboxUnavailable
 from bridge.model import Event
-from bridge.outbox import AsyncOutbox, OutboxUnavailable, Pending
+from bridge.outbox import AsyncOutbox, Pending, Row
 
 log = structlog.get_logger("bridge.committer")
 
 
 class NewData:
-    """A broadcast 'something was committed' signal that sinks wait on."""
+    """What was just committed, pushed to every sink's feed; and a broadcast signal.
+
+    Feeds subscribe weakly: a sink removed by a reload simply stops being fed.
+    """
 
     def __init__(self) -> None:
         self._event = trio.Event()
+        self._feeds: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def subscribe(self, feed: Any) -> None:
+        self._feeds.add(feed)
+
+    def publish(self, rows: Sequence[Row], sinks: Sequence[str]) -> None:
+        """Hand ``rows`` (committed with a delivery row for each of ``sinks``) to the feeds."""
+        wanted = set(sinks)
+        for feed in list(self._feeds):
+            if feed.sink in wanted:
+                feed.push(rows)
+        self.notify()
 
     def notify(self) -> None:
         self._event.set()
@@ -104,7 +121,7 @@ class Committer:
     async def _commit_until_it_works(self, batch: list[Pending], backoff: Backoff) -> None:
         while True:
             try:
-                await self.outbox.call(self.outbox.sync.commit, batch)
+                rows, sinks = await self.outbox.call(self.outbox.sync.commit_rows, batch)
             except OutboxUnavailable as exc:
                 if self.unavailable is None:
                     log.error(
@@ -131,7 +148,7 @@ class Committer:
                 item.done.set()
         for callback in self.on_commit:
             callback(batch)
-        self.new_data.notify()
+        self.new_data.publish(rows, sinks)
 
 
 class SourceEmitter:

@@ -22,8 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import trio
 
+from bridge import fsmode
+from bridge.errors import OutboxUnavailable
 from bridge.model import Event, event_id
 
 PENDING, DELIVERED, DEAD, SKIPPED = 0, 1, 2, 3
@@ -71,10 +74,6 @@ CREATE TABLE IF NOT EXISTS ordinals (
 """
 
 
-class OutboxUnavailable(Exception):
-    """The outbox cannot record events (disk full, read-only, corrupt): stop acknowledging."""
-
-
 @dataclass(slots=True)
 class Row:
     """One event as a sink sees it."""
@@ -103,6 +102,14 @@ class Settlements:
     def __bool__(self) -> bool:
         return bool(self.delivered or self.skipped or self.retries or self.dead)
 
+    def merged(self, other: Settlements) -> Settlements:
+        return Settlements(
+            self.delivered + other.delivered,
+            self.skipped + other.skipped,
+            self.retries + other.retries,
+            self.dead + other.dead,
+        )
+
 
 @dataclass(slots=True)
 class Pending:
@@ -115,6 +122,19 @@ class Pending:
     done: trio.Event | None
 
 
+def encode_event(envelope: dict[str, Any]) -> bytes:
+    """The stored (and sent) bytes of one CloudEvent: compact UTF-8 JSON, encoded once.
+
+    orjson is about 4x faster than the json module here (the encoding was ~21 % of the
+    ingest profile) and produces the same bytes for what events hold; what it refuses
+    (integers beyond 64 bits, non-string keys) falls back to the json module.
+    """
+    try:
+        return orjson.dumps(envelope)
+    except TypeError:
+        return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 class Outbox:
     """Synchronous SQLite operations; use through :class:`AsyncOutbox` from trio code."""
 
@@ -124,10 +144,11 @@ class Outbox:
         self.conn: sqlite3.Connection | None = None
         self.sinks: list[str] = []
         self._ordinal_cache: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self.generation = 0  # bumped by requeue/drop/purge: sink windows re-read
 
     # -- lifecycle -------------------------------------------------------
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fsmode.ensure_private_file(self.path)  # 0600 (SQLite gives -wal/-shm the same), dir 0700
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
@@ -192,7 +213,12 @@ class Outbox:
         return count
 
     def commit(self, batch: Sequence[Pending]) -> list[int]:
-        """Record a batch in one transaction; returns the new seqs. Raises OutboxUnavailable.
+        """Record a batch in one transaction; returns the new seqs. Raises OutboxUnavailable."""
+        rows, _ = self.commit_rows(batch)
+        return [r.seq for r in rows]
+
+    def commit_rows(self, batch: Sequence[Pending]) -> tuple[list[Row], list[str]]:
+        """Record a batch in one transaction; returns its rows and the sinks they are for.
 
         One INSERT statement per table for the whole batch: seqs are assigned here from
         sqlite_sequence (the transaction holds the write lock, so nobody else can).
@@ -215,9 +241,7 @@ class Outbox:
                             ordinal = self._ordinal(key)
                         ordinals[key] = ordinal + 1
                         eid = event_id(digest, ordinal)
-                        body = json.dumps(
-                            event.to_cloudevent(eid), separators=(",", ":"), ensure_ascii=False
-                        ).encode()
+                        body = encode_event(event.to_cloudevent(eid))
                         seq += 1
                         event_rows.append(
                             (seq, eid, item.source, event.type, event.subject, item.received_at, body)
@@ -226,10 +250,9 @@ class Outbox:
                     "INSERT INTO events(seq, id, source, type, subject, received_at, body) VALUES (?,?,?,?,?,?,?)",
                     event_rows,
                 )
-                seqs = [r[0] for r in event_rows]
                 db.executemany(
                     "INSERT INTO deliveries(sink, seq) VALUES (?,?)",
-                    [(sink, s) for s in seqs for sink in self.sinks],
+                    [(sink, r[0]) for r in event_rows for sink in self.sinks],
                 )
                 db.executemany(
                     "INSERT INTO ordinals(source, digest, count, last_seen) VALUES (?,?,?,?) "
@@ -255,12 +278,13 @@ class Outbox:
                 raise
         except sqlite3.Error as exc:
             raise OutboxUnavailable(f"{self.path}: {exc}") from exc
+        sinks = list(self.sinks)
         for key, count in ordinals.items():
             self._ordinal_cache[key] = count
             self._ordinal_cache.move_to_end(key)
         while len(self._ordinal_cache) > ORDINAL_CACHE_SIZE:
             self._ordinal_cache.popitem(last=False)
-        return seqs
+        return [Row(*r) for r in event_rows], sinks
 
     # -- source state ------------------------------------------------------
     def load_state(self, source: str) -> dict[str, str]:
@@ -268,6 +292,12 @@ class Outbox:
         return dict(rows.fetchall())
 
     # -- sink side ---------------------------------------------------------
+    def changes(self) -> tuple[int, int]:
+        """Changes a sink's window cannot know of: (SQLite data_version, which moves when
+        another connection commits, e.g. ``dlq retry`` / ``replay``; this process's
+        requeues, drops and purges)."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0], self.generation
+
     def pending(self, sink: str, limit: int, after_seq: int = 0) -> list[Row]:
         rows = self.db.execute(
             "SELECT e.seq, e.id, e.source, e.type, e.subject, e.received_at, e.body, "
@@ -357,6 +387,7 @@ class Outbox:
                 "state=0, next_at=0, attempts=0, first_failed_at=NULL, last_error=NULL, last_status=NULL",
                 [(sink, s) for s in seqs],
             )
+        self.generation += 1
         return cur.rowcount
 
     def drop(self, sink: str, seqs: Sequence[int]) -> int:
@@ -364,6 +395,7 @@ class Outbox:
             cur = self.db.executemany(
                 "DELETE FROM deliveries WHERE sink=? AND seq=? AND state=2", [(sink, s) for s in seqs]
             )
+        self.generation += 1
         return cur.rowcount
 
     def seqs_since(self, since: float, until: float | None = None) -> list[int]:

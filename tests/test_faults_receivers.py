@@ -324,7 +324,7 @@ async def test_receiver_down_for_an_hour_follows_the_schedule_and_recovers(tmp_p
             def quiet() -> bool:
                 nonlocal max_inflight
                 max_inflight = max(max_inflight, len(sink.inflight))
-                sink._wake.set()  # no need to wait for its 1 s (real time) nap
+                sink.wake()  # no need to wait for its 1 s (real time) nap
                 return idle()
 
             await wait_for(quiet, timeout=10)
