@@ -176,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         extra.register(sub, _load_config, _parse_time)
+    importlib.import_module("bridge.contract.cli").register(sub)  # event-bridge schema ...
     return parser
 
 

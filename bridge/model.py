@@ -33,6 +33,15 @@ NORMALIZED_TYPES = frozenset(
     }
 )
 
+# ``dataschema`` of every event: the schema of its ``data`` (bridge/schemas/<family>/v1.json),
+# one per type, ``vendor`` for every ``vendor.*`` type. See bridge.contract.
+SCHEMA_URI = "urn:event-bridge:schema:{family}:v1"
+
+
+def dataschema(event_type: str) -> str:
+    return SCHEMA_URI.format(family="vendor" if event_type.startswith("vendor.") else event_type)
+
+
 _ID_NAMESPACE = uuid.UUID("5f0c3a2e-8d7b-4c61-9a57-2d1e6b0f4a93")
 
 
@@ -109,6 +118,7 @@ class Event:
             "type": self.type,
             "time": rfc3339(self.time),
             "datacontenttype": DATACONTENTTYPE,
+            "dataschema": dataschema(self.type),
         }
         if self.subject:
             envelope["subject"] = self.subject

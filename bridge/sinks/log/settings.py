@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bridge.settings import Validator, setting, settings
+from bridge.shaping import ShapeSettings
 
 
 @settings
@@ -17,6 +18,7 @@ class LogSettings:
     )
     backups: int = setting(5, min=1, max=1000, doc="rotated files kept when max_bytes is set")
     batch: int = setting(500, min=1, max=100_000, doc="most events written per flush")
+    shape: ShapeSettings = setting(factory=ShapeSettings, doc="per-sink shaping of data (bridge.shaping)")
 
     def validate(self, v: Validator) -> None:
         if self.stdout == (self.path is not None):

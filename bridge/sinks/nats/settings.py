@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bridge.settings import Validator, setting, settings
+from bridge.shaping import ShapeSettings
 from bridge.sinks.nats.subjects import PLACEHOLDERS, template_problem
 from bridge.tls import TlsSettings
 
@@ -64,6 +65,7 @@ class NatsSettings(TlsSettings):
         0.2, min=0.01, aliases=("retry_min",), doc="first backoff after a failed start or publish (s)"
     )
     reconnect_max: float = setting(10.0, min=0.01, aliases=("retry_max",), doc="longest backoff (s)")
+    shape: ShapeSettings = setting(factory=ShapeSettings, doc="per-sink shaping of data (bridge.shaping)")
 
     @property
     def uses_tls(self) -> bool:
