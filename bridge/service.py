@@ -27,6 +27,7 @@ from bridge.config import BridgeConfig, ConfigError, load
 from bridge.errors import StartupError
 from bridge.outbox import AsyncOutbox, Outbox, OutboxUnavailable
 from bridge.quarantine import Quarantine
+from bridge.shaping import body_shaper
 from bridge.sinks.base import SinkFeed
 
 log = structlog.get_logger("bridge.service")
@@ -184,6 +185,7 @@ class Bridge:
 
     async def _supervise_sink(self, sink: Sink, *, task_status: trio.TaskStatus[None]) -> None:
         feed = SinkFeed(self.outbox, self.committer.new_data, sink.name, self.delivery_observers)
+        feed.shape = body_shaper(sink)  # per-sink shaping of data (bridge.shaping)
         self.sinks[sink.name] = sink
         await self._supervise(sink.name, "sink", partial(sink.run, feed), sink, task_status)
 
