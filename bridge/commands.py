@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge import receiver
+from bridge.logs import printable
 from bridge.outbox import DEAD, Outbox
 
 
@@ -46,11 +47,13 @@ def cmd_dlq(args: argparse.Namespace, load_config: Callable[[str], Any]) -> int:
                     print(json.dumps(row))
             else:
                 print(f"{len(rows)} dead letter(s)")
-                for r in rows:
+                for r in rows:  # ids, subjects and the receiver's answer come from peers: escaped
                     print(
-                        f"{r['sink']:<16} {r['id']}  {r['type']:<20} subject={r['subject'] or '-':<12} "
-                        f"received={_when(r['received_at'])} attempts={r['attempts']} status={r['last_status']}\n"
-                        f"    {(r['last_error'] or '')[:300]}"
+                        f"{printable(r['sink']):<16} {printable(r['id'])}  {printable(r['type']):<20} "
+                        f"subject={printable(r['subject'] or '-'):<12} "
+                        f"received={_when(r['received_at'])} attempts={r['attempts']} "
+                        f"status={printable(r['last_status'])}\n"
+                        f"    {printable((r['last_error'] or '')[:300])}"
                     )
             return 0
         if not (args.sink or args.id or args.since or args.all):
@@ -85,13 +88,18 @@ def cmd_replay(args: argparse.Namespace, load_config: Callable[[str], Any]) -> i
 
 
 def _tail_line(event: dict[str, Any]) -> str:
+    """One line per event; every vendor string escaped (a DEVICEID with a newline forges none)."""
     data = event.get("data") or {}
     detail = " ".join(
-        f"{k}={data[k]}"
+        f"{k}={printable(data[k])}"
         for k in ("device_id", "ucc_name", "unit", "port", "agent_id", "global_call_id", "state")
         if isinstance(data, dict) and data.get(k) not in (None, "")
     )
-    return f"{event.get('time', '')[:23]:<23} {event.get('type', '?'):<22} {event.get('source', '')}  subject={event.get('subject', '-')}  {detail}"
+    when, kind = printable(event.get("time", ""))[:23], printable(event.get("type", "?"))
+    return (
+        f"{when:<23} {kind:<22} {printable(event.get('source', ''))}  "
+        f"subject={printable(event.get('subject', '-'))}  {detail}"
+    )
 
 
 def cmd_tail(args: argparse.Namespace, load_config: Callable[[str], Any]) -> int:
@@ -115,7 +123,8 @@ def cmd_tail(args: argparse.Namespace, load_config: Callable[[str], Any]) -> int
                 ):
                     continue
                 text = body.decode() if isinstance(body, bytes) else body
-                print(text if args.json else _tail_line(json.loads(text)), flush=True)
+                # JSON escapes C0 controls but not C1 or U+2028; \\uXXXX keeps the line JSON.
+                print(printable(text) if args.json else _tail_line(json.loads(text)), flush=True)
             if args.once:
                 return 0
             if not rows:

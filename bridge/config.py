@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bridge import registry
 from bridge.components import Configured
 from bridge.errors import ConfigError
+from bridge.quarantine import QuarantineSettings
 from bridge.settings import Validator, load_settings, setting, settings
 
 __all__ = ["BridgeConfig", "ConfigError", "Context", "Secrets", "Table", "load", "parse"]
@@ -319,6 +320,7 @@ class BridgeConfig:
     sinks: list[Configured] = field(default_factory=list)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    quarantine: QuarantineSettings = field(default_factory=QuarantineSettings)
     log_level: str = "info"
     warnings: list[str] = field(default_factory=list)  # said at start and by check-config
 
@@ -372,6 +374,7 @@ def parse(data: dict[str, Any], file: Path) -> BridgeConfig:
     boot.state_dir = bridge.state_dir or Path(state_default).resolve()
     outbox = load_settings(OutboxSettings, root.table("outbox"))
     admin = load_settings(AdminSettings, root.table("admin"))
+    quarantine = load_settings(QuarantineSettings, root.table("quarantine"))
     sources = _components(root, "sources")
     sinks = _components(root, "sinks")
     root.check_unknown()
@@ -384,6 +387,7 @@ def parse(data: dict[str, Any], file: Path) -> BridgeConfig:
         sinks=sinks,
         outbox=outbox,
         admin=admin,
+        quarantine=quarantine,
         log_level=bridge.log_level,
         warnings=boot.warnings,
     )

@@ -33,6 +33,46 @@ def printable(value: object) -> str:
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value))
 
 
+_EXCERPT_LIMIT = 120
+# XML text nodes and quoted strings (JSON values, attributes), possibly cut off at the end.
+_TEXT = re.compile(r">[^<]*(?:<|$)|\"[^\"]*(?:\"|$)|'[^']*(?:'|$)")
+_WORD = re.compile(r"\w")
+
+
+def _mask_text(match: re.Match[str]) -> str:
+    text = match.group()
+    opener, closed = text[0], len(text) > 1 and text[-1] in "<\"'"
+    inner = text[1:-1] if closed else text[1:]
+    return opener + _WORD.sub("*", inner) + (text[-1] if closed else "")
+
+
+def masked_excerpt(raw: object, limit: int = _EXCERPT_LIMIT) -> str:
+    """The shape of a bad input without its call data, for a log line.
+
+    Markup and punctuation stay; every letter and digit of text nodes and quoted
+    values becomes ``*``, every other digit ``#`` (caller numbers, agent ids); at most
+    ``limit`` characters, escaped for a terminal. Masking twice changes nothing.
+    """
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else str(raw)
+    cut = re.sub(r"\d", "#", _TEXT.sub(_mask_text, text[:limit]))
+    return printable(cut) + ("…" if len(text) > limit else "")
+
+
+_RAW_KEYS = ("raw", "excerpt")
+
+
+def _mask_quarantined(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A line about quarantined input (it names ``quarantined=`` or says quarantine) carries
+    no raw call data: the bytes are in the 0600 quarantine file, the line gets their shape."""
+    if "quarantined" in event_dict or "quarantine" in str(event_dict.get("event", "")):
+        for key in _RAW_KEYS:
+            if key in event_dict and event_dict[key] is not None:
+                event_dict[key] = masked_excerpt(event_dict[key])
+    return event_dict
+
+
 def _printable_values(
     logger: Any, method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -98,6 +138,7 @@ def configure(level: str = "info", *, json_output: bool | None = None, stream: A
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            _mask_quarantined,
             redactor,
             *([] if json_output else [_printable_values]),
             renderer,

@@ -43,7 +43,7 @@ class Bridge:
             Outbox(config.state_dir / "outbox.sqlite3", synchronous=config.outbox.synchronous)
         )
         self.committer = Committer(self.outbox, batch_max=config.outbox.commit_batch)
-        self.quarantine = Quarantine(config.state_dir / "quarantine")
+        self.quarantine = Quarantine(config.state_dir / "quarantine", config.quarantine)
         self.sources: dict[str, Source] = {}
         self.sinks: dict[str, Sink] = {}
         self._scopes: dict[str, trio.CancelScope] = {}

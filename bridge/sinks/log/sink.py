@@ -12,6 +12,7 @@ from typing import IO
 import structlog
 import trio
 
+from bridge import fsmode
 from bridge.components import ComponentBase
 from bridge.outbox import Row
 from bridge.sinks.base import SinkFeed, SinkHealth
@@ -39,8 +40,7 @@ class LogSink(ComponentBase):
     def _open(self) -> IO[bytes]:
         if self.path is None:
             return sys.stdout.buffer
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return open(self.path, "ab")
+        return fsmode.open_private(self.path, "ab")  # a new file is 0600, a new directory 0700
 
     def _rotate(self) -> None:
         assert self.path is not None
