@@ -104,7 +104,7 @@ async def relay(port: int, url: str, concurrency: int) -> None:
 
 async def encore_sweep(url: str, ports: int, concurrency: int, sweeps: int) -> dict[str, float]:
     """Bare httpx sweeps of PortStatusEX over ``ports`` ports, ``concurrency`` in flight."""
-    from bridge.sources.encore_soap import DEFAULT_NAMESPACE, DEFAULT_SOAP_ACTION, build_envelope
+    from bridge.sources.encore.soap import DEFAULT_NAMESPACE, DEFAULT_SOAP_ACTION, build_envelope
 
     action = DEFAULT_SOAP_ACTION.format(namespace=DEFAULT_NAMESPACE, operation="PortStatusEX")
     headers = {"content-type": "text/xml; charset=utf-8", "soapaction": f'"{action}"'}

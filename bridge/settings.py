@@ -11,11 +11,12 @@ place and every error names the file and key. Example::
         path: Path | None = setting(None, doc="file to append to; stdout when unset")
         max_bytes: int = setting(100_000_000, min=0, doc="rotate beyond this size (0: never)")
 
-Supported field types: ``str``, ``int``, ``float``, ``bool``, ``Path``, ``ZoneInfo``,
-``tuple[str, ...]`` (a TOML list), ``dict[str, str]`` (a table of strings), another
-settings class (a sub-table), ``tuple[<settings class>, ...]`` (an array of tables) and
-``X | None`` of any of them. Cross-field rules go in an optional ``validate(self, v)``
-method that calls ``v.error(key, message)`` or ``v.warn(key, message)``.
+Supported field types: ``str``, ``str | int`` (a string that may be written as a number;
+read as a string), ``int``, ``float``, ``bool``, ``Path``, ``ZoneInfo``, ``tuple[str, ...]``
+(a TOML list), ``dict[str, str]`` (a table of strings), another settings class (a sub-table),
+``tuple[<settings class>, ...]`` (an array of tables) and ``X | None`` of any of them.
+Cross-field rules go in an optional ``validate(self, v)`` method that calls
+``v.error(key, message)`` or ``v.warn(key, message)``.
 """
 
 from __future__ import annotations
@@ -153,6 +154,11 @@ def _read(table: Table, key: str, hint: Any, meta: Meta) -> Any:
     if inner is not None:
         hint = inner
     lo, hi = meta.min, meta.max
+    if hint == (str | int):  # a string the user may also write as a number (Encore's Unit/Port)
+        raw = table.data.get(key)
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return str(table.int(key, min=None if lo is None else int(lo)))
+        return table.str(key, choices=meta.choices)
     if hint is str:
         if key == "name":
             return table.name(key)

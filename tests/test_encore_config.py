@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import MISSING
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridge.config import ConfigError, load, parse
-from bridge.sources.encore import (
+from bridge.settings import default_of, iter_fields
+from bridge.sources.encore import EncoreSettings, EncoreSource, PortSettings
+from bridge.sources.encore.states import (
     NOT_RECORDING,
     PAUSE,
     RECORD,
     SUSPENDED,
-    EncoreSettings,
-    EncoreSource,
     normalize_state,
     parse_duration,
-    plan_gap,
-    plan_transition,
 )
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "encore-only.example.toml"
@@ -42,31 +41,32 @@ def test_example_config_loads_and_says_what_it_polls() -> None:
     assert isinstance(source, EncoreSource)
     s = source.settings
     assert s.url == "http://127.0.0.1:8086/WebAPI/ECAPI.svc"
-    assert (s.extensions, s.users, s.ports) == (["1234", "1235"], ["smith"], [("1", "7")])
-    assert (s.interval, s.max_in_flight, s.api_version, s.verify) == (1.0, 1, "auto", True)
+    assert (s.extensions, s.users, s.port_keys) == (("1234", "1235"), ("smith",), [("1", "7")])
+    assert (s.interval, s.max_in_flight, s.api_version, s.verify_tls) == (1.0, 1, "auto", True)
     assert s.namespace == "http://tempuri.org/" and s.soap_action == "{namespace}IECAPI/{operation}"
     assert [sink.name for sink in config.sinks] == ["stdout"]
+    assert source.describe() == "http://127.0.0.1:8086/WebAPI/ECAPI.svc"
 
 
-def test_example_config_documents_every_key_it_accepts() -> None:
-    text = EXAMPLE.read_text()
-    keys = [
-        "url", "extensions", "users", "machine", "resolve_interval", "ports", "interval",
-        "max_in_flight", "api_version", "timeout", "misconfigured_recheck", "infer_transitions",
-        "duration_tolerance", "namespace", "soap_action", "max_response_bytes", "verify_tls",
-        "ca_file", "username", "password",
-    ]  # fmt: skip
-    for key in keys:
-        assert f"{key} =" in text or f"sources.encore.{key}" in text, key
+@pytest.mark.parametrize("path", [EXAMPLE, EXAMPLE.with_name("bridge.example.toml")])
+def test_example_configs_document_every_key_with_its_real_default(path: Path) -> None:
+    text = path.read_text()
+    section = text[text.index("[[sources.encore]]") :]
+    section = section[: section.index("[[sinks.")] if "[[sinks." in section else section
     # The commented-out defaults are the real defaults.
-    uncommented = re.sub(r"(?m)^# ([a-z_]+ = )", r"\1", text)
+    uncommented = re.sub(r"(?m)^# ([a-z_]+ = )", r"\1", section)
     documented = tomllib.loads(uncommented)["sources"]["encore"][0]
-    defaults = EncoreSettings(name="x", url="http://x")
-    for key in ("interval", "max_in_flight", "api_version", "timeout", "misconfigured_recheck",
-                "infer_transitions", "duration_tolerance", "namespace", "soap_action",
-                "max_response_bytes", "resolve_interval"):  # fmt: skip
-        assert documented[key] == getattr(defaults, key), key
-    assert documented["verify_tls"] is True
+    for key, f, _meta, _hint in iter_fields(EncoreSettings):
+        assert f"{key} =" in section or f"sources.encore.{key}" in section, key
+        default = default_of(f)
+        if key in ("extensions", "users", "name", "url", "ports") or default is MISSING:
+            continue
+        if default is None:  # documented as an example value, not a default
+            continue
+        expected = list(default) if isinstance(default, tuple) else default
+        assert documented[key] == expected, key
+    for key, _f, _meta, _hint in iter_fields(PortSettings):
+        assert f"{key} =" in section, key
 
 
 def test_settings_and_secrets(tmp_path: Path) -> None:
@@ -84,8 +84,8 @@ def test_settings_and_secrets(tmp_path: Path) -> None:
         machine="BRIDGE01",
     )
     s = source.settings
-    assert s.ports == [("2", "17")] and s.interval == 0.5 and s.max_in_flight == 2
-    assert s.verify == str(ca) and s.auth == ("svc", "s3cret-value") and s.machine == "BRIDGE01"
+    assert s.port_keys == [("2", "17")] and s.interval == 0.5 and s.max_in_flight == 2
+    assert s.ca_file == ca and s.auth == ("svc", "s3cret-value") and s.machine == "BRIDGE01"
     assert source.legacy is True and source.vendor == "encore" and source.name == "enc"
 
 
@@ -126,22 +126,3 @@ def test_states_are_normalized_from_every_documented_wording() -> None:
 )  # fmt: skip
 def test_state_duration_formats(text: str, seconds: float | None) -> None:
     assert parse_duration(text) == seconds
-
-
-def test_transition_plan_matches_the_issue_table() -> None:
-    def kinds(before: str | None, after: str) -> list[tuple[str, bool]]:
-        return [(s.type, s.inferred) for s in plan_transition(before, after)]
-
-    assert kinds(NOT_RECORDING, RECORD) == [("recording.started", False)]
-    assert kinds(RECORD, PAUSE) == [("recording.paused", False)]
-    assert kinds(PAUSE, RECORD) == [("recording.resumed", False)]
-    assert kinds(RECORD, SUSPENDED) == [("recording.suspended", False)]
-    assert kinds(SUSPENDED, RECORD) == [("recording.resumed", False)]
-    for before in (RECORD, PAUSE, SUSPENDED):
-        assert kinds(before, NOT_RECORDING) == [("recording.stopped", False)]
-    assert kinds(NOT_RECORDING, PAUSE) == [("recording.started", True), ("recording.paused", False)]
-    assert kinds(None, NOT_RECORDING) == [] and kinds(RECORD, RECORD) == []
-    assert kinds(None, RECORD) == [("recording.started", False)]
-    assert [s.type for s in plan_gap(RECORD)] == ["recording.paused", "recording.resumed"]
-    assert [s.type for s in plan_gap(SUSPENDED)] == ["recording.resumed", "recording.suspended"]
-    assert all(s.inferred for s in plan_gap(PAUSE)) and plan_gap(NOT_RECORDING) == []

@@ -13,7 +13,7 @@ import trio
 
 from bridge.simulators import encore as encore_sim
 from bridge.simulators.encore import EncoreSimulator
-from bridge.sources.encore_soap import SoapClient, SoapFault
+from bridge.sources.encore.soap import SoapClient, SoapFault
 
 
 @asynccontextmanager

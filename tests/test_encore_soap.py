@@ -9,7 +9,7 @@ import trio
 from lxml import etree
 
 from bridge.simulators.encore import EncoreSimulator
-from bridge.sources.encore_soap import (
+from bridge.sources.encore.soap import (
     SOAP11_NS,
     SoapClient,
     SoapError,

@@ -18,10 +18,10 @@ from typing import Any
 
 import trio
 
+from bridge.components import SourceContext
 from bridge.quarantine import Quarantine
 from bridge.simulators.encore import EncoreSimulator
-from bridge.sources.base import SourceContext
-from bridge.sources.encore import EncoreSettings, EncoreSource
+from bridge.sources.encore import EncoreSettings, EncoreSource, PortSettings
 from tests.helpers import MemoryEmitter
 
 WAIT = 15.0
@@ -66,16 +66,21 @@ class Harness:
 
 
 def settings_for(port: int, **overrides: Any) -> EncoreSettings:
-    base = EncoreSettings(
-        name="encore-test",
-        url=f"http://127.0.0.1:{port}/WebAPI/ECAPI.svc",
-        interval=0.02,
-        timeout=5.0,
-        resolve_interval=3600.0,
-        misconfigured_recheck=3600.0,
-        duration_tolerance=2.0,
-    )
-    return replace(base, **overrides)
+    """Test settings; ``ports`` may be given as (unit, port) pairs, lists as lists."""
+    options: dict[str, Any] = {
+        "name": "encore-test",
+        "url": f"http://127.0.0.1:{port}/WebAPI/ECAPI.svc",
+        "interval": 0.02,
+        "timeout": 5.0,
+        "resolve_interval": 3600.0,
+        "misconfigured_recheck": 3600.0,
+        "duration_tolerance": 2.0,
+        **overrides,
+    }
+    options["ports"] = tuple(PortSettings(unit=u, port=p) for u, p in options.get("ports", ()))
+    for key in ("extensions", "users"):
+        options[key] = tuple(options.get(key, ()))
+    return EncoreSettings(**options)
 
 
 @asynccontextmanager
@@ -113,18 +118,16 @@ async def test_every_transition_becomes_the_expected_event_with_its_time(tmp_pat
         assert h.emitter.events == []  # NOT RECORDING at first sight announces nothing
 
         script = [
-            (sim.start, 300, "recording.started", "NOT RECORDING", "RECORD"),
-            (sim.pause, 200, "recording.paused", "RECORD", "PAUSE"),
-            (sim.resume, 100, "recording.resumed", "PAUSE", "RECORD"),
-            (sim.hold, 50, "recording.suspended", "RECORD", "SUSPENDED"),
-            (sim.retrieve, 40, "recording.resumed", "SUSPENDED", "RECORD"),
-            (sim.stop, 0, "recording.stopped", "RECORD", "NOT RECORDING"),
+            (sim.start, "recording.started", "NOT RECORDING", "RECORD"),
+            (sim.pause, "recording.paused", "RECORD", "PAUSE"),
+            (sim.resume, "recording.resumed", "PAUSE", "RECORD"),
+            (sim.hold, "recording.suspended", "RECORD", "SUSPENDED"),
+            (sim.retrieve, "recording.resumed", "SUSPENDED", "RECORD"),
+            (sim.stop, "recording.stopped", "RECORD", "NOT RECORDING"),
         ]
-        for count, (action, age, kind, before, after) in enumerate(script, start=1):
+        for count, (action, kind, before, after) in enumerate(script, start=1):
             assert action(1, 1) == 100
-            if age:
-                sim.backdate(1, 1, age)  # the change happened `age` seconds ago
-            changed_at = time.time() - age
+            changed_at = time.time()
             await wait_for(lambda n=count: len(h.emitter.events) >= n)
             event = h.emitter.events[-1]
             assert (event.type, event.subject) == (kind, "1/1")
@@ -132,10 +135,33 @@ async def test_every_transition_becomes_the_expected_event_with_its_time(tmp_pat
             assert event.data["unit"] == "1" and event.data["port"] == "1"
             assert event.data["inferred"] is False
             assert event.data["raw"]["operation"] == "PortStatusEX"
+            assert event.data["raw"]["portStatus"] == after  # the answer's fields as sent
             assert close_to(event.time, changed_at), (kind, event.time, changed_at)
-            if after != "NOT RECORDING":
-                assert event.data["stateDuration"] >= age
+            # One recording throughout: the URL GetURL gave when it started.
+            assert event.data["recording_url"] == sim.url_of(1, 1)
         assert len(h.emitter.events) == len(script)
+
+
+async def test_a_change_is_dated_by_state_duration_never_before_the_last_poll(tmp_path: Path) -> None:
+    """7.1 docs: stateDuration is the duration of the current state; a port first seen
+    recording for 300 s started 300 s ago. A change after the bridge last saw the port
+    cannot be older than that poll, whatever stateDuration claims."""
+    sim = EncoreSimulator()
+    sim.start(1, 1)
+    sim.backdate(1, 1, 300)
+    async with source_running(sim, tmp_path, ports=[("1", "1"), ("1", "2")]) as h:
+        await wait_for(lambda: h.emitter.events)
+        first = h.emitter.events[0]
+        assert first.type == "recording.started" and first.data["time_source"] == "stateDuration"
+        assert close_to(first.time, time.time() - 300)
+        await polls(sim, 4)  # 1/2 seen NOT RECORDING
+        before = time.time()
+        sim.start(1, 2)
+        sim.backdate(1, 2, 120)  # impossible: the bridge saw it idle a moment ago
+        await wait_for(lambda: len(h.emitter.events) >= 2)
+        second = h.emitter.events[1]
+        assert second.type == "recording.started" and second.data["time_source"] == "last_poll"
+        assert before - 1.0 <= second.time.timestamp() <= time.time()
 
 
 async def test_stop_from_pause_and_suspended_is_announced(tmp_path: Path) -> None:
@@ -165,29 +191,33 @@ async def test_start_and_pause_between_polls_infers_the_start(tmp_path: Path) ->
         assert started.time <= paused.time
 
 
-async def test_pause_and_resume_between_two_polls_are_inferred(tmp_path: Path) -> None:
+async def test_pause_and_resume_between_two_polls_is_an_interruption_not_a_pause(tmp_path: Path) -> None:
     sim = EncoreSimulator()
+    sim.start(1, 1)
+    sim.backdate(1, 1, 60)  # recording for a minute when the bridge first looks
     async with source_running(sim, tmp_path, ports=[("1", "1")]) as h:
-        sim.start(1, 1)
-        sim.backdate(1, 1, 60)
         await wait_for(lambda: h.emitter.events)
         started = h.emitter.events[0]
         await polls(sim, 2)
         # Both changes land between two polls (no await in between): the source only
-        # sees RECORD again, but with a stateDuration younger than what it saw before.
+        # sees RECORD again, but with a stateDuration younger than what it saw before,
+        # and GetURL names the same recording: it was interrupted, pause or hold unknown.
+        last_poll = time.time()
         assert sim.pause(1, 1) == 100 and sim.resume(1, 1) == 100
         resumed_at = time.time()
-        await wait_for(lambda: len(h.emitter.events) >= 3)
+        await wait_for(lambda: len(h.emitter.events) >= 2)
         await polls(sim, 5)
-        paused, resumed = h.emitter.events[1:]
-        assert [paused.type, resumed.type] == ["recording.paused", "recording.resumed"]
-        assert paused.data["inferred"] is True and resumed.data["inferred"] is True
-        assert started.data["inferred"] is False
-        assert (paused.data["previousState"], paused.data["state"]) == ("RECORD", "PAUSE")
-        assert (resumed.data["previousState"], resumed.data["state"]) == ("PAUSE", "RECORD")
-        assert started.time <= paused.time <= resumed.time
-        assert close_to(resumed.time, resumed_at)
-        assert len(h.emitter.events) == 3  # and it is not inferred again on later polls
+        (interrupted,) = h.emitter.events[1:]
+        assert interrupted.type == "recording.interrupted"
+        assert interrupted.data["inferred"] is True
+        assert interrupted.data["inferred_kind"] == "pause_or_hold"
+        assert (interrupted.data["previousState"], interrupted.data["state"]) == ("RECORD", "RECORD")
+        assert interrupted.data["recording_url"] == started.data["recording_url"] == sim.url_of(1, 1)
+        assert close_to(interrupted.time, resumed_at)
+        window = datetime.fromisoformat(interrupted.data["window_start"]).timestamp()
+        assert last_poll - 1.0 <= window <= resumed_at
+        assert "recording.paused" not in h.emitter.types()  # never a plain pause for this
+        assert len(h.emitter.events) == 2  # and it is not inferred again on later polls
 
 
 async def test_a_wall_clock_step_is_not_mistaken_for_a_transition(tmp_path: Path) -> None:
@@ -282,7 +312,7 @@ async def test_transient_codes_back_off_and_other_codes_are_logged(tmp_path: Pat
             {
                 "subject": "1/1",
                 "code": 610,
-                "message": "Error",
+                "message": "Error: Issue creating transaction record",  # Appendix D
                 "operation": "PortStatusEX",
             }
         ]
@@ -341,10 +371,10 @@ async def test_restart_announces_only_what_changed_while_down(tmp_path: Path) ->
     async with trio.open_nursery() as nursery:
         await nursery.start(sim.serve)  # keeps the simulator's state across both runs
 
+        for port in (1, 2, 4):  # recording for 100 s when the bridge first looks
+            sim.start(1, port)
+            sim.backdate(1, port, 100)
         async with source_running(sim, tmp_path, emitter, ports=ports) as h:
-            for port in (1, 2, 4):
-                sim.start(1, port)
-                sim.backdate(1, port, 100)
             await wait_for(lambda: len(h.emitter.events) == 3)
             await polls(sim, 8)
         down_at = time.time()
@@ -360,19 +390,18 @@ async def test_restart_announces_only_what_changed_while_down(tmp_path: Path) ->
         sim.resume(1, 1)
 
         async with source_running(sim, tmp_path, emitter, ports=ports) as h:
-            await wait_for(lambda: len(emitter.events) >= len(first_run) + 4)
+            await wait_for(lambda: len(emitter.events) >= len(first_run) + 3)
             await polls(sim, 12)
         nursery.cancel_scope.cancel()
 
     later = emitter.events[len(first_run) :]
     second_run = [(e.subject, e.type, e.data["inferred"]) for e in later]
-    # The inferred pause is dated no earlier than the last poll before the shutdown.
-    paused = next(e for e in later if e.type == "recording.paused")
-    resumed = next(e for e in later if e.type == "recording.resumed")
-    assert down_at - 1.0 <= paused.time.timestamp() <= resumed.time.timestamp()
+    # The interruption happened after the last poll before the shutdown.
+    interrupted = next(e for e in later if e.type == "recording.interrupted")
+    window = datetime.fromisoformat(interrupted.data["window_start"]).timestamp()
+    assert down_at - 1.0 <= window <= interrupted.time.timestamp()
     assert sorted(second_run) == [
-        ("1/1", "recording.paused", True),
-        ("1/1", "recording.resumed", True),
+        ("1/1", "recording.interrupted", True),
         ("1/2", "recording.stopped", False),
         ("1/3", "recording.started", False),
     ]
@@ -476,9 +505,14 @@ async def test_https_is_verified_by_default_and_a_ca_bundle_can_be_trusted(tmp_p
         port = await nursery.start(partial(sim.serve, certfile=str(cert), keyfile=str(key)))
         url = f"https://127.0.0.1:{port}/WebAPI/ECAPI.svc"
         outcomes = {}
-        for label, verify in (("default", True), ("ca_file", str(cert)), ("off", False)):
+        choices: dict[str, dict[str, Any]] = {
+            "default": {},
+            "ca_file": {"ca_file": cert},
+            "off": {"verify_tls": False},
+        }
+        for label, tls in choices.items():
             emitter, log = MemoryEmitter(), RecordingLog()
-            source = EncoreSource(replace(settings_for(port, ports=[("1", "1")]), url=url, verify=verify))
+            source = EncoreSource(settings_for(port, ports=[("1", "1")], url=url, **tls))
             ctx = SourceContext(emitter, Quarantine(tmp_path / "q"), {}, log)
             async with trio.open_nursery() as inner:
                 await inner.start(source.run, ctx)

@@ -1,13 +1,17 @@
 """A small SOAP 1.1 client for the Encore Web API (a WCF ``ECAPI.svc`` service).
 
 Only what the Encore operations need: flat request parameters, flat response fields.
-Envelopes are built and parsed with lxml through a hardened parser (no DTD, no
-entities, no network, bounded size) and fields are matched by *local name*, so
-whatever prefixes or wrapper elements a WCF contract produces do not matter.
+Answers are parsed with :func:`bridge.xmlsafe.hardened_parser` (no DTD, no entities, no
+network), bounded in size, and fields are matched by *local name*, so whatever prefixes
+or wrapper elements a WCF data contract produces (``<a:responseCode>``) do not matter.
 
-The vendor docs say "for each request there is a response that must be received before
-the next request is sent": the client therefore limits requests in flight per endpoint
-(one by default) and every caller shares that limit.
+Every request has a **total** deadline (``timeout``): httpx's timeouts apply per read,
+so a server dripping one byte at a time could otherwise hold a request, and with it all
+polling, for as long as it likes.
+
+The docs say "for each request there is a response that must be received before the
+next request is sent": requests to one server share one :class:`trio.CapacityLimiter`
+(one in flight by default) across every source that polls that server URL.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import trio
 from lxml import etree
 
-from bridge.netutil import describe
+from bridge.errors import BridgeError, EndpointError, VendorInputError
+from bridge.netutil import describe, redact_url
+from bridge.xmlsafe import hardened_parser
 
 SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 DEFAULT_NAMESPACE = "http://tempuri.org/"
@@ -30,7 +37,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 EXCERPT_CHARS = 300
 
 
-class SoapError(Exception):
+class SoapError(BridgeError):
     """Any failed SOAP exchange; ``excerpt`` is a bounded piece of what came back."""
 
     def __init__(self, operation: str, message: str, *, status: int | None = None, raw: bytes = b"") -> None:
@@ -43,22 +50,26 @@ class SoapError(Exception):
             detail += f" (HTTP {status})"
         if self.excerpt:
             detail += f"; response starts: {self.excerpt!r}"
-        super().__init__(detail)
+        Exception.__init__(self, detail)
 
 
-class SoapTransportError(SoapError):
-    """No answer at all: connection refused, TLS failure, timeout."""
+class SoapParseError(SoapError, VendorInputError):
+    """The answer is not XML, not a SOAP envelope, too big, or uses a DTD (quarantined)."""
 
 
-class SoapHttpError(SoapError):
+class SoapEndpointError(SoapError, EndpointError):
+    """The server failed: no answer, an HTTP error, or a SOAP fault."""
+
+
+class SoapTransportError(SoapEndpointError):
+    """No (complete) answer at all: connection refused, TLS failure, deadline passed."""
+
+
+class SoapHttpError(SoapEndpointError):
     """An HTTP error status without a SOAP fault in the body."""
 
 
-class SoapParseError(SoapError):
-    """The answer is not XML, not a SOAP envelope, too big, or uses a DTD."""
-
-
-class SoapFault(SoapError):
+class SoapFault(SoapEndpointError):
     """The service answered with a SOAP fault."""
 
     def __init__(
@@ -86,20 +97,7 @@ def local_name(element: Any) -> str:
     tag = element.tag
     if not isinstance(tag, str):  # comments, processing instructions
         return ""
-    return etree.QName(tag).localname
-
-
-def hardened_parser() -> etree.XMLParser:
-    """lxml parser that never loads DTDs, resolves entities or touches the network."""
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
+    return str(etree.QName(tag).localname)
 
 
 def parse_xml(raw: bytes, operation: str = "response", *, status: int | None = None) -> Any:
@@ -110,7 +108,8 @@ def parse_xml(raw: bytes, operation: str = "response", *, status: int | None = N
         raise SoapParseError(operation, f"not XML ({exc})", status=status, raw=raw) from None
     if root is None:
         raise SoapParseError(operation, "empty document", status=status, raw=raw)
-    if root.getroottree().docinfo.doctype:
+    docinfo: Any = root.getroottree().docinfo  # lxml-stubs lack DocInfo.doctype
+    if docinfo.doctype:
         raise SoapParseError(operation, "DOCTYPE/DTD is not allowed", status=status, raw=raw)
     return root
 
@@ -129,13 +128,13 @@ def soap_body(root: Any, operation: str, *, status: int | None = None, raw: byte
 
 
 def leaf_fields(element: Any) -> dict[str, str]:
-    """Every leaf element's text by local name (first one wins), wrappers flattened."""
+    """Every leaf element's text *as sent* by local name (first one wins), wrappers flattened."""
     fields: dict[str, str] = {}
     for node in element.iter():
         name = local_name(node)
         if not name or node is element or len(node):
             continue
-        fields.setdefault(name, (node.text or "").strip())
+        fields.setdefault(name, node.text or "")
     return fields
 
 
@@ -157,15 +156,17 @@ def build_envelope(operation: str, params: Iterable[tuple[str, str]], namespace:
     """A SOAP 1.1 request: ``<Operation xmlns=namespace><Param>value</Param>…``."""
     envelope = etree.Element(etree.QName(SOAP11_NS, "Envelope"), nsmap={"s": SOAP11_NS})
     body = etree.SubElement(envelope, etree.QName(SOAP11_NS, "Body"))
-    op = etree.SubElement(body, etree.QName(namespace, operation), nsmap={None: namespace})
+    nsmap: Any = {None: namespace}  # the default namespace (lxml-stubs want str keys)
+    op = etree.SubElement(body, etree.QName(namespace, operation), nsmap=nsmap)
     for name, value in params:
         etree.SubElement(op, etree.QName(namespace, name)).text = value
-    return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+    data: bytes = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+    return data
 
 
 @dataclass
 class SoapResponse:
-    """A successful (non-fault) answer: its flat fields and the bytes it came from."""
+    """A successful (non-fault) answer: its fields as sent and the bytes it came from."""
 
     operation: str
     fields: dict[str, str]
@@ -175,10 +176,10 @@ class SoapResponse:
 
     def __post_init__(self) -> None:
         for name, value in self.fields.items():
-            self._folded.setdefault(name.lower(), value)
+            self._folded.setdefault(name.lower(), value.strip())
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        """Field by name, case-insensitively (the docs mix ``Port``/``portStatus``)."""
+        """Field by name, case-insensitively and trimmed (the docs mix ``Port``/``portStatus``)."""
         return self._folded.get(name.lower(), default)
 
     @property
@@ -217,15 +218,48 @@ def _http_problem(status: int) -> str:
     return "HTTP error"
 
 
-def tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
-    """True (system CAs), False (no verification) or a CA bundle file to trust instead."""
-    if isinstance(verify, str):
-        return ssl.create_default_context(cafile=verify)
-    return verify
+def server_key(url: str) -> str:
+    """One key per server endpoint: scheme, host, port and path (IIS paths are case-blind);
+    credentials and query do not make it another server."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}{parts.path.lower().rstrip('/')}"
+
+
+class _Budgets:
+    """The in-flight budget of each server, shared by every client of this process."""
+
+    def __init__(self) -> None:
+        self._limiters: dict[tuple[object, str], tuple[trio.CapacityLimiter, int]] = {}
+
+    def acquire(self, key: str, tokens: int) -> trio.CapacityLimiter:
+        """The server's limiter (created with ``tokens``; the smallest budget wins)."""
+        slot = (trio.lowlevel.current_trio_token(), key)
+        limiter, users = self._limiters.get(slot, (None, 0))
+        if limiter is None:
+            limiter = trio.CapacityLimiter(tokens)
+        elif tokens < limiter.total_tokens:
+            limiter.total_tokens = tokens
+        self._limiters[slot] = (limiter, users + 1)
+        return limiter
+
+    def release(self, key: str) -> None:
+        slot = (trio.lowlevel.current_trio_token(), key)
+        limiter, users = self._limiters.get(slot, (None, 0))
+        if limiter is None:
+            return
+        if users <= 1:
+            del self._limiters[slot]
+        else:
+            self._limiters[slot] = (limiter, users - 1)
+
+
+BUDGETS = _Budgets()
 
 
 class SoapClient:
-    """Calls operations on one endpoint, never more than ``max_in_flight`` at a time."""
+    """Calls operations on one endpoint, never more than ``max_in_flight`` at a time *per
+    server* (shared with any other client of the same server URL in this process)."""
 
     def __init__(
         self,
@@ -234,7 +268,7 @@ class SoapClient:
         namespace: str = DEFAULT_NAMESPACE,
         soap_action: str = DEFAULT_SOAP_ACTION,
         timeout: float = 10.0,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
         auth: tuple[str, str] | None = None,
         max_in_flight: int = 1,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
@@ -242,16 +276,29 @@ class SoapClient:
         self.url = url
         self.namespace = namespace
         self.soap_action = soap_action
+        self.timeout = timeout
         self.max_response_bytes = max_response_bytes
-        self.limiter = trio.CapacityLimiter(max_in_flight)
+        self.key = server_key(url)
+        self._tokens = max_in_flight
+        self._limiter: trio.CapacityLimiter | None = None
+        self.requests = 0
         self._http = httpx.AsyncClient(
-            timeout=timeout, verify=tls_verify(verify), auth=auth, follow_redirects=False
+            timeout=timeout, verify=verify, auth=auth, follow_redirects=False, trust_env=False
         )
+
+    @property
+    def limiter(self) -> trio.CapacityLimiter:
+        if self._limiter is None:
+            self._limiter = BUDGETS.acquire(self.key, self._tokens)
+        return self._limiter
 
     def action(self, operation: str) -> str:
         return self.soap_action.format(namespace=self.namespace, operation=operation)
 
     async def aclose(self) -> None:
+        if self._limiter is not None:
+            BUDGETS.release(self.key)
+            self._limiter = None
         await self._http.aclose()
 
     async def call(self, operation: str, params: Iterable[tuple[str, str]] = ()) -> SoapResponse:
@@ -262,10 +309,23 @@ class SoapClient:
             "SOAPAction": f'"{self.action(operation)}"',
         }
         async with self.limiter:
+            self.requests += 1
             status, raw = await self._post(operation, body, headers)
         return parse_response(operation, raw, status)
 
     async def _post(self, operation: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        outcome: tuple[int, bytes] | None = None
+        with trio.move_on_after(self.timeout):
+            outcome = await self._exchange(operation, body, headers)
+        if outcome is None:
+            raise SoapTransportError(
+                operation,
+                f"TotalTimeout: no complete answer from {redact_url(self.url)} "
+                f"within timeout = {self.timeout:g} s",
+            )
+        return outcome
+
+    async def _exchange(self, operation: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         try:
             async with self._http.stream("POST", self.url, content=body, headers=headers) as resp:
                 chunks: list[bytes] = []
@@ -278,7 +338,7 @@ class SoapClient:
                             operation,
                             f"response larger than {self.max_response_bytes} bytes",
                             status=resp.status_code,
-                            raw=b"".join(chunks),
+                            raw=b"".join(chunks)[: self.max_response_bytes],
                         )
                 return resp.status_code, b"".join(chunks)
         except httpx.HTTPError as exc:
