@@ -20,7 +20,7 @@ import sys
 import time
 
 from bridge.simulators.uptivity import CALL_ORDER, _replace
-from bridge.simulators.uptivity_examples import EVENTS_RESULT, EXAMPLES
+from bridge.simulators.uptivity.examples import EVENTS_RESULT, EXAMPLES
 
 _MARKS = {b"EVENTXREF": b"\x01", b"GLOBALCALLID": b"\x02", b"DEVICEID": b"\x03", b"USER15": b"\x04"}
 

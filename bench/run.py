@@ -321,7 +321,7 @@ def prefill(run_dir: Path, n: int) -> bytes:
     from bridge.outbox import Outbox, Pending
     from bridge.simulators.uptivity import numbered_event
     from bridge.sources.uptivity import to_event
-    from bridge.sources.uptivity_stream import element_fields, parse_document
+    from bridge.sources.uptivity.stream import element_fields, parse_document
 
     outbox = Outbox(run_dir / "state" / "outbox.sqlite3", synchronous="normal")
     outbox.open()

@@ -17,9 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.simulators.uptivity import numbered_event
-from bridge.simulators.uptivity_examples import EVENTS_RESULT, EXAMPLES
-from bridge.sources.uptivity import to_event
-from bridge.sources.uptivity_stream import (
+from bridge.simulators.uptivity.examples import EVENTS_RESULT, EXAMPLES
+from bridge.sources.uptivity.mapping import to_event
+from bridge.sources.uptivity.stream import (
     Document,
     Junk,
     ParseError,

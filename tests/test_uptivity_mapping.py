@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bridge.model import NORMALIZED_TYPES, event_id
-from bridge.simulators.uptivity_examples import EXAMPLES
-from bridge.sources.uptivity import parse_vendor_time, to_event
-from bridge.sources.uptivity_stream import element_fields, parse_document
+from bridge.simulators.uptivity.examples import EXAMPLES
+from bridge.sources.uptivity.mapping import parse_vendor_time, to_event
+from bridge.sources.uptivity.stream import element_fields, parse_document
 
 GOLDEN = Path(__file__).parent / "golden" / "uptivity"
 RECEIVED = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)

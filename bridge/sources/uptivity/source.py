@@ -1,0 +1,416 @@
+"""Uptivity / inContact WFO (cc: Discover, "CallCopy") Event Proxy source: the I/O shell.
+
+Connects over TCP (default port 5620), sends the ``EVENTS`` request, checks that the
+``RESULT`` answers it (REQUESTTYPE, REQUESTID, API_OK) and reads ``<CALLCOPYEVENT>``
+documents for as long as the connection lives. After every subscription (the first
+one after a start included) it reconciles on a second, short-lived API connection:
+the status answer is compared with the per-device state persisted with the events and
+the missed transitions are emitted (``data.reconciled = true``).
+
+Liveness: a quiet subscription stays up. A dead peer is found by TCP keepalive and by
+the documented ``TEST`` echo on the API connection after ``probe_interval`` quiet
+seconds, never by silence alone (``idle_timeout`` is an opt-in).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import partial
+
+import trio
+
+from bridge.backoff import Backoff
+from bridge.components import ComponentBase, Health, SourceContext
+from bridge.errors import EndpointError
+from bridge.model import Event, utcnow
+from bridge.sources.uptivity.api import (
+    Answer,
+    AnswerTooLarge,
+    ApiSession,
+    Refused,
+    answers,
+    device_list_request,
+    device_request,
+    enable_keepalive,
+    events_request,
+    parse_answer,
+    test_request,
+)
+from bridge.sources.uptivity.mapping import LIVE_STATE, VENDOR, to_event
+from bridge.sources.uptivity.reconcile import (
+    BASELINE_KEY,
+    STATE_PREFIX,
+    DeviceStatus,
+    Known,
+    devices_from_answer,
+    known_from_state,
+    reconciled_events,
+    transitions,
+)
+from bridge.sources.uptivity.settings import UptivitySettings
+from bridge.sources.uptivity.stream import (
+    Document,
+    Junk,
+    ParseError,
+    StreamSplitter,
+    element_fields,
+    parse_document,
+)
+
+READ_SIZE = 65536
+NOT_RECORDING = frozenset({7, 8, 12})  # DEVICE_NOT_IN_CALL, DEVICE_INVALID, DEVICE_NOT_RECORDING
+
+
+class SessionEnd(Exception):
+    """Why a subscription ended, and how long to wait before the next one."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        self.permanent = permanent
+        super().__init__(reason)
+
+
+class UptivitySource(ComponentBase):
+    vendor = VENDOR
+
+    def __init__(self, settings: UptivitySettings) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.host, self.port = settings.host, settings.port
+        self.event_class = settings.event_class
+        self.api_host = settings.api_host or settings.host
+        self.api_port = settings.api_port or settings.port
+        self.timezone = settings.zone
+        self.backoff = Backoff(base=settings.reconnect_min, cap=settings.reconnect_max)
+        self.health = Health()
+        self.request_id = 0
+        self.events_read = 0
+        self.parse_errors = 0
+        self.reconciled = 0
+        self.reconciliations = 0  # completed reconcile passes
+        self.probes = 0
+        self.bytes_read = 0
+        self.known: dict[str, Known] = {}
+        self.baseline = False
+        self._reconcile_at: float | None = None
+
+    def describe(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "events_read": float(self.events_read),
+            "parse_errors": float(self.parse_errors),
+            "reconciled": float(self.reconciled),
+        }
+
+    def _zone_note(self) -> str:
+        return f"times in {self.timezone.key} ({self.settings.zone_origin})"
+
+    async def run(
+        self, ctx: SourceContext, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        self.known = known_from_state(ctx.state)
+        self.baseline = BASELINE_KEY in ctx.state
+        ctx.log.info(
+            "uptivity_starting",
+            endpoint=self.describe(),
+            api=f"{self.api_host}:{self.api_port}",
+            timezone=self.timezone.key,
+            timezone_origin=self.settings.zone_origin,
+            known_devices=len(self.known),
+        )
+        if self.settings.timezone is None and self.settings.zone_origin.startswith("default"):
+            ctx.log.warning(
+                "uptivity_timezone_default",
+                timezone="UTC",
+                hint='zone-less STARTTIME/STOPTIME are read as UTC; set timezone = "<IANA zone>"',
+            )
+        task_status.started()
+        while True:
+            try:
+                await self._session(ctx)
+                raise SessionEnd("connection closed by the Event Proxy")
+            except SessionEnd as end:
+                reason = str(end)
+                if end.permanent:
+                    delay = self.settings.refused_retry
+                    self.health.set("error", f"{reason}; retrying every {delay:g}s")
+                else:
+                    delay = self.backoff.next()
+                    self.health.set("disconnected", reason)
+            ctx.log.warning(
+                "uptivity_disconnected", endpoint=self.describe(), reason=reason, retry_in=round(delay, 2)
+            )
+            await trio.sleep(delay)
+
+    async def _session(self, ctx: SourceContext) -> None:
+        """One subscription's life; raises :class:`SessionEnd` saying why it ended."""
+        timeout = self.settings.timeout
+        try:
+            with trio.fail_after(timeout):
+                stream = await trio.open_tcp_stream(self.host, self.port)
+        except trio.TooSlowError:
+            raise SessionEnd(f"connect timed out after {timeout}s") from None
+        except OSError as exc:
+            raise SessionEnd(f"connect failed: {exc.strerror or exc}") from None
+        async with stream:
+            s = self.settings
+            enable_keepalive(stream.socket, s.keepalive_idle, s.keepalive_interval, s.keepalive_count)
+            self.request_id = self.request_id % 2_147_483_647 + 1
+            try:
+                await stream.send_all(events_request(self.request_id, s.event_class, s.event_value))
+                await self._read(ctx, stream)
+            except trio.BrokenResourceError as exc:
+                raise SessionEnd(f"connection broken: {exc.__cause__ or exc}") from None
+            except OSError as exc:
+                raise SessionEnd(f"connection error: {exc.strerror or exc}") from None
+
+    async def _read(self, ctx: SourceContext, stream: trio.SocketStream) -> None:
+        s = self.settings
+        splitter = StreamSplitter(s.max_document_bytes)
+        subscribed = False
+        result_deadline = trio.current_time() + s.timeout
+        last_data = last_probe = trio.current_time()
+        failures = 0
+        while True:
+            if not subscribed:
+                wake = result_deadline
+            else:
+                wakes = [float("inf")]
+                if s.idle_timeout:
+                    wakes.append(last_data + s.idle_timeout)
+                if s.probe_interval:
+                    wakes.append(max(last_data, last_probe) + s.probe_interval)
+                if self._reconcile_at is not None:
+                    wakes.append(self._reconcile_at)
+                wake = min(wakes)
+            with trio.move_on_at(wake) as scope:
+                data = await stream.receive_some(READ_SIZE)
+            if scope.cancelled_caught:
+                now = trio.current_time()
+                if not subscribed:
+                    raise SessionEnd(f"no RESULT to the EVENTS request within {s.timeout}s")
+                if s.idle_timeout and now >= last_data + s.idle_timeout:
+                    raise SessionEnd(f"no data for {s.idle_timeout}s (idle timeout: idle_timeout is set)")
+                if self._reconcile_at is not None and now >= self._reconcile_at:
+                    await self._reconcile(ctx)
+                if s.probe_interval and now >= max(last_data, last_probe) + s.probe_interval:
+                    failures = 0 if await self._probe(ctx) else failures + 1
+                    last_probe = trio.current_time()
+                    if failures >= s.probe_failures:
+                        raise SessionEnd(
+                            f"peer presumed dead: {failures} TEST requests to {self.api_host}:{self.api_port} "
+                            "unanswered while the subscription was silent"
+                        )
+                continue
+            if not data:
+                raise SessionEnd("connection closed by the Event Proxy")
+            last_data, failures = trio.current_time(), 0
+            self.bytes_read += len(data)
+            received = utcnow()
+            batch: list[Event] = []
+            for item in splitter.feed(data):
+                if isinstance(item, Junk):
+                    self._quarantine(ctx, item.raw, item.reason)
+                elif item.root == "RESULT":
+                    if not subscribed and self._check_result(ctx, item):
+                        subscribed = True
+                        await self._flush(ctx, batch)
+                        batch = []
+                        await self._reconcile(ctx)
+                elif (event := self._to_event(ctx, item, received)) is not None:
+                    batch.append(event)
+            await self._flush(ctx, batch)
+
+    async def _flush(self, ctx: SourceContext, batch: list[Event]) -> None:
+        """Emit live events with the device states they leave behind (same transaction)."""
+        if not batch:
+            return
+        state: dict[str, str | None] = {}
+        for event in batch:
+            new = LIVE_STATE.get(event.type)
+            if new is None or not event.subject:
+                continue
+            known = (
+                Known(new, event.data.get("filename"), event.data.get("call_instance"))
+                if new != "idle"
+                else None
+            )
+            if known is None:
+                self.known.pop(event.subject, None)
+            else:
+                self.known[event.subject] = known
+            state[STATE_PREFIX + event.subject] = known.dump() if known else None
+        self.events_read += len(batch)
+        await ctx.emit(batch, state=state or None)
+
+    def _check_result(self, ctx: SourceContext, doc: Document) -> bool:
+        try:
+            answer = parse_answer(doc.raw, salvage=False)
+        except ParseError as exc:
+            self._quarantine(ctx, doc.raw, f"unreadable RESULT: {exc}")
+            raise SessionEnd(f"unreadable RESULT to the EVENTS request: {exc}") from None
+        if not answers(answer, "EVENTS", self.request_id):
+            ctx.log.warning(
+                "uptivity_unmatched_result",
+                endpoint=self.describe(),
+                expected_request_id=self.request_id,
+                request_type=answer.request_type,
+                request_id=answer.request_id,
+                note="not the answer to our EVENTS request; ignored",
+            )
+            return False
+        if answer.outcome == "ok":
+            self.backoff.reset()
+            if self.health.set(
+                "connected", f"subscribed to {self.settings.event_class} events; {self._zone_note()}"
+            ):
+                ctx.log.info(
+                    "uptivity_subscribed",
+                    endpoint=self.describe(),
+                    event_class=self.settings.event_class,
+                    request_id=self.request_id,
+                )
+            return True
+        permanent = answer.outcome == "permanent"
+        ctx.log.error(
+            "uptivity_events_refused",
+            endpoint=self.describe(),
+            result_type=answer.result_type,
+            result_code=str(answer.code) if answer.code is not None else None,
+            result_msg=answer.message,
+            permanent=permanent,
+            hint="fix the EVENTS request or the API server's settings (see RESULTMSG)"
+            if permanent
+            else "the server is busy or part of it is down; retrying with backoff",
+        )
+        raise SessionEnd(f"EVENTS refused: {answer.describe()}", permanent=permanent)
+
+    def _to_event(self, ctx: SourceContext, doc: Document, received: datetime) -> Event | None:
+        try:
+            root = parse_document(doc.raw)
+        except ParseError as exc:
+            self._quarantine(ctx, doc.raw, str(exc))
+            return None
+        return to_event(
+            element_fields(root), source_name=self.name, tz=self.timezone, received=received, raw=doc.raw
+        )
+
+    def _quarantine(self, ctx: SourceContext, raw: bytes, reason: str) -> None:
+        self.parse_errors += 1
+        path = ctx.quarantine.keep(self.name, reason, raw)
+        ctx.log.warning(
+            "uptivity_bad_input",
+            endpoint=self.describe(),
+            reason=reason,
+            bytes=len(raw),
+            excerpt=raw[:200].decode("utf-8", "replace"),
+            quarantined=str(path),
+        )
+
+    # ---- the API connection: TEST probes and reconciliation -----------------------------
+    def _api(self) -> ApiSession:
+        s = self.settings
+        return ApiSession(
+            self.api_host, self.api_port, timeout=s.timeout, max_answer_bytes=s.max_answer_bytes
+        )
+
+    async def _probe(self, ctx: SourceContext) -> bool:
+        """The documented TEST echo; any answer to it means the server is there."""
+        self.probes += 1
+        try:
+            async with self._api() as api:
+                await api.request("TEST", test_request)
+        except EndpointError as exc:
+            ctx.log.warning("uptivity_probe_failed", api=f"{self.api_host}:{self.api_port}", error=str(exc))
+            return False
+        return True
+
+    async def _reconcile(self, ctx: SourceContext) -> None:
+        mode = self.settings.reconcile
+        self._reconcile_at = None
+        if mode == "off":
+            return
+        received = utcnow()
+        try:
+            async with self._api() as api:
+                request_type, statuses, complete = await self._ask(api, mode)
+        except EndpointError as exc:
+            permanent = isinstance(exc, Refused) and exc.permanent
+            retry = self.settings.refused_retry if permanent else self.settings.reconcile_retry
+            self._reconcile_at = trio.current_time() + retry
+            ctx.log.warning(
+                "uptivity_reconcile_failed",
+                api=f"{self.api_host}:{self.api_port}",
+                error=str(exc),
+                permanent=permanent,
+                retry_in=retry,
+            )
+            self.health.set(
+                self.health.state, f"{self.health.detail.split('; reconcile')[0]}; reconcile failed: {exc}"
+            )
+            return
+        found = transitions(self.known, statuses, complete=complete)
+        if not self.baseline:
+            # First reconciliation ever: devices never seen have no "before"; record them.
+            found = [t for t in found if t.device_id in self.known or not t.types]
+            for status in statuses:
+                if status.device_id not in self.known and status.state != "idle":
+                    self.known[status.device_id] = status.known()
+        events: list[Event] = []
+        state: dict[str, str | None] = {BASELINE_KEY: "1"}
+        for t in found:
+            events += reconciled_events(
+                t, source_name=self.name, request_type=request_type, tz=self.timezone, received=received
+            )
+            if t.now.state == "idle":
+                self.known.pop(t.device_id, None)
+            else:
+                self.known[t.device_id] = t.now
+        state.update({STATE_PREFIX + d: k.dump() for d, k in self.known.items()})
+        state.update({STATE_PREFIX + t.device_id: None for t in found if t.now.state == "idle"})
+        await ctx.emit(events, state=state)
+        self.baseline = True
+        self.reconciled += len(events)
+        self.reconciliations += 1
+        self.health.set(self.health.state, self.health.detail.split("; reconcile")[0])
+        ctx.log.info(
+            "uptivity_reconciled",
+            request=request_type,
+            devices=len(statuses),
+            transitions=[f"{t.device_id}: {t.previous.state}->{t.now.state}" for t in found if t.types],
+            events=len(events),
+        )
+
+    async def _ask(self, api: ApiSession, mode: str) -> tuple[str, list[DeviceStatus], bool]:
+        """(request type, devices, whether the list is complete) per the reconcile mode."""
+        if mode in ("auto", "devicelist"):
+            try:
+                answer = await api.checked("DEVICELIST", device_list_request)
+            except AnswerTooLarge:
+                if mode == "devicelist":
+                    raise
+            else:
+                statuses = devices_from_answer(answer.element)
+                if mode == "auto":
+                    # DEVICELIST has no STATUS: ask the devices whose pause state matters.
+                    for i, status in enumerate(statuses):
+                        if status.state == "recording" and status.device_id in self.known:
+                            detail = await self._device(api, status.device_id)
+                            if detail is not None:
+                                statuses[i] = detail
+                return "DEVICELIST", statuses, True
+        found = [d for d in (await self._device(api, device_id) for device_id in list(self.known)) if d]
+        return "DEVICERECORDINGSTATUS", found, False
+
+    async def _device(self, api: ApiSession, device_id: str) -> DeviceStatus | None:
+        build = partial(device_request, "DEVICERECORDINGSTATUS", device_id=device_id)
+        answer: Answer = await api.request("DEVICERECORDINGSTATUS", build)
+        if answer.code in NOT_RECORDING:
+            return DeviceStatus(device_id, "idle", {"DEVICEID": device_id}, {"DEVICEID": device_id})
+        if answer.outcome != "ok":
+            raise Refused("DEVICERECORDINGSTATUS", answer)
+        for status in devices_from_answer(answer.element):
+            if status.device_id == device_id:
+                return status
+        return DeviceStatus(device_id, "idle", {"DEVICEID": device_id}, {"DEVICEID": device_id})
