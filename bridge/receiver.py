@@ -31,6 +31,7 @@ import io
 import json
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -229,7 +230,18 @@ async def serve(port: int, host: str, secrets: Sequence[str], max_body: int = DE
     from bridge.asgi import serve_asgi
 
     verifier = WebhookVerifier(secrets, max_body=max_body)
-    await serve_asgi(receiver_app(verifier, print_events), host, port)
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+
+        async def stop_on_signal() -> None:  # Ctrl-C / SIGTERM: a clean stop, no traceback
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    stop.set()
+                    return
+
+        nursery.start_soon(stop_on_signal)
+        await serve_asgi(receiver_app(verifier, print_events), host, port, shutdown=stop)
+        nursery.cancel_scope.cancel()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -302,9 +314,25 @@ def cmd_receive(args: argparse.Namespace) -> int:
         trio.run(serve, args.port, args.host, secrets, args.max_body)
     except KeyboardInterrupt:
         pass
-    except OSError as exc:
+    except (OSError, BaseExceptionGroup) as exc:  # hypercorn's bind error comes out of a nursery
+        cause = _os_error(exc)
+        if cause is None:
+            if isinstance(exc, BaseExceptionGroup) and exc.split(KeyboardInterrupt)[1] is None:
+                return 0  # Ctrl-C before the signal handler was in place
+            raise
         print(
-            f"event-bridge receive: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr
+            f"event-bridge receive: cannot listen on {args.host}:{args.port}: {cause.strerror}",
+            file=sys.stderr,
         )
         return 3
     return 0
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    for inner in exc.exceptions if isinstance(exc, BaseExceptionGroup) else ():
+        found = _os_error(inner)
+        if found is not None:
+            return found
+    return None

@@ -76,26 +76,22 @@ class Receiver:
 def receiver(
     tmp_path: Path, *args: str, env: dict[str, str] | None = None, name: str = "receive"
 ) -> Iterator[Receiver]:
-    port = free_port()
     out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
     full_env = {k: v for k, v in os.environ.items() if k != "EVENT_BRIDGE_WEBHOOK_SECRET"}
     full_env.update(env or {})
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "bridge", "receive", "--port", str(port), *args],
-            stdout=stdout,
-            stderr=stderr,
-            env=full_env,
-        )
+    for _attempt in range(5):  # a free port may be taken before the receiver binds it (exit 3)
+        port = free_port()
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, "-u", "-m", "bridge", "receive", "--port", str(port), *args],
+                stdout=stdout,
+                stderr=stderr,
+                env=full_env,
+            )
+        if _started(proc, port) or proc.returncode != 3:
+            break
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None, err.read_text()
-            assert time.monotonic() < deadline, "receiver did not start"
-            time.sleep(0.05)
+        assert proc.poll() is None, err.read_text()
         yield Receiver(proc, port, out, err)
     finally:
         proc.send_signal(signal.SIGINT)
@@ -104,6 +100,16 @@ def receiver(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _started(proc: subprocess.Popen[bytes], port: int) -> bool:
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
 
 
 @pytest.fixture
@@ -246,6 +252,22 @@ def test_secret_from_file_or_environment_never_in_the_process_list(tmp_path: Pat
             assert rx.post(body, headers).status_code == 204, label
             wrong = {**headers, **sign("whsec_" + "B" * 32, "evt-env", body)}
             assert rx.post(body, wrong).status_code == 401
+
+
+def test_port_in_use_is_one_line_and_exit_3() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "bridge", "receive", "--port", str(busy.getsockname()[1])],
+            capture_output=True,
+            text=True,
+            env=os.environ | {"EVENT_BRIDGE_WEBHOOK_SECRET": SECRET},
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 3 and "cannot listen on" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(
