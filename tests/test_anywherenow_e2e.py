@@ -25,8 +25,8 @@ def anywherenow_config(tmp_path: Path, sim: AnywhereNowSimulator) -> Path:
         rest_url = "{sim.rest_url()}"
         access_token = "e2e-token-0001"
         ucc_names = ["{UCC}"]
-        backoff_base = 0.01
-        backoff_cap = 0.1
+        reconnect_min = 0.01
+        reconnect_max = 0.1
         ping_interval = 0.2
         server_timeout = 2.0
 

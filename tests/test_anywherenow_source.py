@@ -20,14 +20,14 @@ import pytest
 import structlog
 import trio
 
+from bridge.components import SourceContext
 from bridge.config import ConfigError, Context, Secrets, Table
 from bridge.model import Event
 from bridge.quarantine import Quarantine
+from bridge.settings import load_settings
 from bridge.simulators.anywherenow import AnywhereNowSimulator
-from bridge.sources import anywherenow
-from bridge.sources.anywherenow import AnywhereNowSource
-from bridge.sources.anywherenow_mapping import state_key
-from bridge.sources.base import SourceContext
+from bridge.sources.anywherenow import AnywhereNowSettings, AnywhereNowSource
+from bridge.sources.anywherenow.mapping import state_key
 from tests.helpers import LogCapture, MemoryEmitter, wait_for
 
 UCC = "ucc-demo-name"
@@ -44,13 +44,18 @@ def make_table(data: dict[str, Any], tmp_path: Path, secrets: Secrets | None = N
     return Table(data, "sources.anywherenow[0]", ctx)
 
 
+def build_source(table: Table) -> AnywhereNowSource:
+    """What the config loader does for one [[sources.anywherenow]] table."""
+    return AnywhereNowSource(load_settings(AnywhereNowSettings, table))
+
+
 def source_config(sim: AnywhereNowSimulator, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "name": "anw",
         "hub_url": sim.hub_url(),
         "rest_url": sim.rest_url(),
-        "backoff_base": 0.01,
-        "backoff_cap": 0.1,
+        "reconnect_min": 0.01,
+        "reconnect_max": 0.1,
         "ping_interval": 0.2,
         "server_timeout": 2.0,
         "connect_timeout": 5.0,
@@ -69,7 +74,7 @@ async def running_source(
     **overrides: Any,
 ) -> AsyncIterator[tuple[AnywhereNowSource, MemoryEmitter]]:
     table = make_table(source_config(sim, **overrides), tmp_path)
-    source = anywherenow.from_config(table)
+    source = build_source(table)
     table.check_unknown()
     emitter = emitter or MemoryEmitter(state)
     ctx = SourceContext(
@@ -130,8 +135,10 @@ async def test_every_state_action_becomes_its_cloudevent(
         assert event.time.tzinfo is not None
         ce = event.to_cloudevent("id-1")
         assert ce["type"] == expected_type and ce["subject"] == f"call-{number}"
-    # started and paused calls are remembered (for reconciliation), stopped ones are not.
-    assert set(emitter.state) == {state_key(UCC, "call-1"), state_key(UCC, "call-3")}
+    # Every call is remembered (for reconciliation): none is both stopped and saved/deleted.
+    assert set(emitter.state) == {state_key(UCC, f"call-{n}") for n in range(1, 8)}
+    assert json.loads(emitter.state[state_key(UCC, "call-2")])["r"] == 2
+    assert json.loads(emitter.state[state_key(UCC, "call-6")])["m"] == 1
 
 
 async def test_start_after_pause_is_resume_and_unknown_actions_pass_through(
@@ -153,7 +160,8 @@ async def test_start_after_pause_is_resume_and_unknown_actions_pass_through(
         "recording.stopped",
     ]
     assert emitter.events[3].data["raw"]["StateAction"] == 42
-    assert emitter.state == {}
+    # Stopped but never saved or deleted: still remembered, so a later Save is recovered.
+    assert json.loads(emitter.state[state_key(UCC, "c1")])["r"] == 2
     assert len({e.digest() for e in emitter.events}) == 6
 
 
@@ -177,18 +185,21 @@ async def test_stop_missed_while_disconnected_is_reconciled_after_reconnect(
         assert await sim.send_state(UCC, "call-a", "Save") == 0  # nobody hears this one
         sim.available = True
         await wait_for(lambda: source.connections >= 2 and source.reconciliations >= 2)
-        await wait_for(lambda: len(emitter.events) == 5)
+        await wait_for(lambda: len(emitter.events) == 6)
     reconciled = emitter.events[3:]
     assert {(e.subject, e.type) for e in reconciled} == {
         ("call-a", "recording.stopped"),
+        ("call-a", "recording.saved"),
         ("call-b", "recording.resumed"),
     }
+    # Per call in the order they can have happened: the stop before the save.
+    assert [e.type for e in reconciled if e.subject == "call-a"] == ["recording.stopped", "recording.saved"]
     for event in reconciled:
         assert event.data["reconciled"] is True
         assert event.data["raw"]["CorrelationId"] == event.subject
         assert event.identity["reconciled"] is True
     assert emitter.state.keys() == {state_key(UCC, "call-b")}
-    assert json.loads(emitter.state[state_key(UCC, "call-b")])["state"] == "started"
+    assert json.loads(emitter.state[state_key(UCC, "call-b")])["r"] == 1
     assert log_capture.events("anywherenow_disconnected"), "the drop is logged with its reason"
     assert all(r.get("reason") for r in log_capture.events("anywherenow_disconnected"))
     # The bridge asked the v2 state endpoint for each open call.
@@ -217,7 +228,8 @@ async def test_reconciliation_after_a_bridge_restart_uses_persisted_state(
     assert later["call-x"].type == "recording.stopped" and later["call-x"].data["reconciled"] is True
     assert later["call-y"].type == "recording.stopped"
     assert later["call-y"].data["reconcile_reason"] == "session_not_found"
-    assert emitter.state == {}
+    # call-x stopped but has no final saving state yet: remembered; call-y is gone.
+    assert emitter.state.keys() == {state_key(UCC, "call-x")}
     assert any(r.path == f"/attendantservice/api/recording/{UCC}/call-x" for r in sim.requests)
     # The REST ErrorMessage is logged with both its ErrorType and its Message.
     (error,) = log_capture.events("anywherenow_rest_error_message")
@@ -256,7 +268,9 @@ async def test_malformed_invocations_are_logged_quarantined_and_the_connection_s
     assert other["target"] == "SomethingElse"
     warnings = log_capture.events("anywherenow_malformed_message")
     assert len(warnings) == len(bad_payloads) + 2
-    assert any('"stateAction": 1' in w["raw"] or '"stateAction":1' in w["raw"] for w in warnings)
+    # The log shows a short, masked excerpt; the quarantine file keeps the bytes.
+    assert any(w["excerpt"].startswith('{"****": #, "******": "****') for w in warnings)
+    assert all(len(w["excerpt"]) < 120 for w in warnings)
     assert any("CorrelationId" in w["reason"] for w in warnings)
     kept = sorted((tmp_path / "quarantine" / "anw").glob("*.bin"))
     assert len(kept) == len(bad_payloads) + 2
@@ -377,13 +391,11 @@ async def test_full_channel_blocks_the_hub_thread_instead_of_dropping(
 
 def test_config_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"sources\.anywherenow\[0\]\.hub_url"):
-        anywherenow.from_config(make_table({"name": "a", "hub_url": "ftp://x"}, tmp_path))
+        build_source(make_table({"name": "a", "hub_url": "ftp://x"}, tmp_path))
     with pytest.raises(ConfigError, match="ca_file"):
-        anywherenow.from_config(
-            make_table({"name": "a", "hub_url": "https://x/h", "ca_file": "missing.pem"}, tmp_path)
-        )
+        build_source(make_table({"name": "a", "hub_url": "https://x/h", "ca_file": "missing.pem"}, tmp_path))
     with pytest.raises(ConfigError, match="server_timeout"):
-        anywherenow.from_config(
+        build_source(
             make_table(
                 {"name": "a", "hub_url": "https://x/h", "ping_interval": 30.0, "server_timeout": 10.0},
                 tmp_path,
@@ -400,13 +412,13 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         tmp_path,
         secrets,
     )
-    source = anywherenow.from_config(table)
+    source = build_source(table)
     table.check_unknown()
     assert {"tok-123456", "key-abcdef"} <= secrets.values
     assert source.settings.verify_tls is True
     with pytest.raises(ConfigError, match="not a known key"):
         bad = make_table({"name": "a", "hub_url": "https://x/h", "hub_ur1": "typo"}, tmp_path)
-        anywherenow.from_config(bad)
+        build_source(bad)
         bad.check_unknown()
 
 
@@ -515,11 +527,12 @@ async def test_calls_nobody_can_answer_for_are_forgotten_after_forget_after(
     fresh = json.dumps({"state": "started", "since": 4_000_000_000.0})
     state = {state_key("", "no-ucc-old"): old, state_key("", "no-ucc-fresh"): fresh, "junk": "x"}
     async with running_source(sim, tmp_path, state=state, forget_after=3600.0) as (source, emitter):
-        await wait_for(lambda: log_capture.events("anywherenow_call_forgotten"))
+        await wait_for(lambda: log_capture.events("anywherenow_call_forgotten_unconfirmed"))
         assert source.calls.keys() == {("", "no-ucc-fresh")}
     assert emitter.state == {state_key("", "no-ucc-fresh"): fresh, "junk": "x"}
     assert emitter.events == []
     assert log_capture.events("anywherenow_state_ignored")[0]["key"] == "junk"
+    assert source.stats()["calls_forgotten_unconfirmed"] == 1
 
 
 async def test_a_live_copy_of_a_reconciled_change_is_not_announced_twice(

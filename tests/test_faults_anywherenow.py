@@ -34,12 +34,12 @@ AREA = "source: anywherenow"
 def config(tmp_path: Path, base_url: str, sim: AnywhereNowSimulator, other_port: int, **extra: Any) -> Path:
     """One AnywhereNow source ``anw`` at ``base_url`` and one Uptivity source ``other``."""
     options = {
-        "backoff_base": 0.02,
-        "backoff_cap": 0.2,
+        "reconnect_min": 0.02,
+        "reconnect_max": 0.2,
         "ping_interval": 0.2,
         "server_timeout": 1.0,
         "connect_timeout": 1.0,
-        "request_timeout": 1.0,
+        "timeout": 1.0,
         **extra,
     }
     lines = "\n".join(f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in options.items())
@@ -245,7 +245,7 @@ async def test_drip_fed_bytes_arrive_complete_without_reconnecting(tmp_path: Pat
     proxy.mode = "drip"  # negotiate, upgrade, handshake and every frame: a byte at a time
     proxy.drip_delay = 0.0001
     await nursery.start(proxy.serve)
-    slow = {"connect_timeout": 10.0, "request_timeout": 10.0, "ping_interval": 2.0, "server_timeout": 20.0}
+    slow = {"connect_timeout": 10.0, "timeout": 10.0, "ping_interval": 2.0, "server_timeout": 20.0}
     cfg = config(tmp_path, f"http://127.0.0.1:{proxy.port}", sim, other_port, **slow)
     async with running_bridge(cfg) as bridge:
         await connected(bridge, sim)
@@ -419,24 +419,24 @@ state_dir = "{tmp_path / "state"}"
 name = "nodns"
 hub_url = "https://anywherenow-fault-test.invalid/attendantservice/recordinghub"
 rest_url = "https://anywherenow-fault-test.invalid/attendantservice"
-backoff_base = 0.02
-backoff_cap = 0.2
+reconnect_min = 0.02
+reconnect_max = 0.2
 connect_timeout = 2.0
 
 [[sources.anywherenow]]
 name = "badtls"
 hub_url = "{tls_sim.hub_url("https")}"
 rest_url = "{tls_sim.rest_url("https")}"
-backoff_base = 0.02
-backoff_cap = 0.2
+reconnect_min = 0.02
+reconnect_max = 0.2
 
 [[sources.anywherenow]]
 name = "trusted"
 hub_url = "{tls_sim.hub_url("https")}"
 rest_url = "{tls_sim.rest_url("https")}"
 ca_file = "{cert}"
-backoff_base = 0.02
-backoff_cap = 0.2
+reconnect_min = 0.02
+reconnect_max = 0.2
 
 [[sources.uptivity]]
 name = "other"
@@ -557,7 +557,7 @@ async def test_a_silent_rest_api_does_not_hold_back_live_events(tmp_path: Path, 
     sim, _other, other_port = await start_sims(nursery)
     gate = Gate(sim.app)
     port = await nursery.start(serve_asgi, gate)
-    calls = [f"open-{i}" for i in range(5)]
+    calls = [f"open-{i}" for i in range(12)]
     async with running_bridge(config(tmp_path, f"http://127.0.0.1:{port}", sim, other_port)) as bridge:
         source = bridge.sources["anw"]
         await connected(bridge, sim)
@@ -577,19 +577,19 @@ async def test_a_silent_rest_api_does_not_hold_back_live_events(tmp_path: Path, 
         asked = [p for p in gate.hung if "capabilities" not in p]
         gate.hang = False
         await wait_for(lambda: len(events(tmp_path)) >= len(calls) * 2 + 1, timeout=15)
-    # One timed-out question (or two: a retry may start before the live event is written)
-    # showed the REST API was not answering; the other open calls were not asked in turn.
-    assert 1 <= len(asked) <= 2, asked
+    # The first timed-out questions (at most max_in_flight = 4 at a time, asked again on
+    # retry) showed the REST API was not answering; the other open calls were not asked.
+    assert 1 <= len(set(asked)) <= 4, asked
     got = events(tmp_path)
     stops = [e["subject"] for e in got if e["type"] == "recording.stopped" and e["data"].get("reconciled")]
-    assert sorted(stops) == calls
+    assert sorted(stops) == sorted(calls)
     record(
         AREA,
-        "REST API silent (no answer) when the hub returns, 5 open calls",
+        "REST API silent (no answer) when the hub returns, 12 open calls",
         injected=1,
         sent=len(calls) * 2 + 1,
         delivered=len(got),
         duplicated=len(got) - len({e["id"] for e in got}),
         observed="after the first REST timeout the pass stopped and retried later; live hub events "
-        "flowed meanwhile; the 5 missed stops arrived reconciled once REST answered",
+        "flowed meanwhile; the 12 missed stops arrived reconciled once REST answered",
     )

@@ -22,9 +22,9 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridge.components import SourceContext
 from bridge.sources.anywherenow import AnywhereNowSettings, AnywhereNowSource
-from bridge.sources.anywherenow_hub import RECORD_SEPARATOR, HubLink, HubMessage, TolerantJsonHubProtocol
-from bridge.sources.base import SourceContext
+from bridge.sources.anywherenow.hub import RECORD_SEPARATOR, HubLink, HubMessage, TolerantJsonHubProtocol
 from tests.fuzzing import FUZZ, OutboxProbe, RecordingLog
 
 TARGET = "RecordingStateChangedEvent"
@@ -213,19 +213,27 @@ def test_valid_invocations_survive_hostile_neighbours(junk: list[str], valid: li
 
 
 @pytest.mark.parametrize(
-    "argument",
+    ("argument", "expected"),
     [
-        '{"correlationId": "c\\ud800", "stateAction": 1}',  # lone surrogate: cannot be stored as UTF-8
-        '{"correlationId": "c", "stateAction": 1, "extra": NaN}',  # not JSON for any other reader
-        '{"correlationId": "c", "stateAction": "\\u00b2"}',  # "²".isdigit() but int("²") fails
-        '{"correlationId": "c", "stateAction": "' + "9" * 5000 + '"}',  # beyond int()'s digit limit
-        '"' + "[" * 3000 + '"',  # a JSON string holding nesting deeper than the recursion limit
+        # lone surrogate: cannot be stored as UTF-8
+        ('{"correlationId": "c\\ud800", "stateAction": 1}', "quarantined"),
+        # NaN: not JSON for any other reader
+        ('{"correlationId": "c", "stateAction": 1, "extra": NaN}', "quarantined"),
+        # "²".isdigit() but int("²") fails: an unknown name, passed through
+        ('{"correlationId": "c", "stateAction": "\\u00b2"}', "vendor.anywherenow.²"),
+        # beyond int()'s digit limit, and longer than any StateAction name
+        ('{"correlationId": "c", "stateAction": "' + "9" * 5000 + '"}', "quarantined"),
+        # a JSON string holding nesting deeper than the recursion limit
+        ('"' + "[" * 3000 + '"', "quarantined"),
     ],
 )
-def test_values_found_by_the_fuzzer_are_quarantined_not_crashing(argument: str) -> None:
+def test_values_found_by_the_fuzzer_are_quarantined_not_crashing(argument: str, expected: str) -> None:
     frame = f'{{"type": 1, "target": "{TARGET}", "arguments": [{argument}]}}' + RECORD_SEPARATOR
     events, log, quarantined = trio.run(_run_frame, frame, PROBE)
     assert len(log.named("anywherenow_malformed_message")) == quarantined
-    assert (len(events), quarantined) in ((0, 1), (1, 0))
-    for event in events:  # if it passes through, it passes through as storable JSON
-        assert event["data"]["raw"]
+    if expected == "quarantined":
+        assert (len(events), quarantined) == (0, 1)
+    else:
+        assert quarantined == 0
+        assert [e["type"] for e in events] == [expected]
+        assert events[0]["data"]["raw"] == {"correlationId": "c", "stateAction": "²"}

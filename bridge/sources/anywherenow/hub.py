@@ -1,18 +1,17 @@
 """One SignalR connection to the AnywhereNow hub, bridged from signalrcore's threads into trio.
 
-signalrcore (1.0.x) runs a blocking receive thread per connection and calls back from it.
-This module keeps that world small and explicit:
+signalrcore (1.0.2, pinned) runs a blocking receive thread per connection and calls back
+from it. This module keeps that world small and explicit:
 
-* The bridge negotiates itself (httpx: timeouts, TLS settings, cancellable) and hands
-  signalrcore a ready WebSocket URL with ``skip_negotiation``. signalrcore's own
-  negotiate uses urllib with no timeout, sends no ``negotiateVersion`` and, for
-  negotiate v1, would put the connectionId where the connectionToken belongs.
-* signalrcore's automatic reconnect is not used (it does not reliably report a
-  reconnection, and it is not started without it anyway): the source owns reconnection.
+* The bridge negotiates itself (:mod:`.negotiate`: deadlines, capped bodies, redirect
+  policy) and hands signalrcore a ready WebSocket URL with ``skip_negotiation``.
+* The WebSocket client is signalrcore's, patched around (:mod:`.transport`): frames and
+  messages over ``max_message_bytes`` are refused before they are read.
+* signalrcore's automatic reconnect is not used: the source owns reconnection.
 * Every hub message crosses into trio only through ``trio.from_thread.run`` into a
   bounded channel; when the channel is full the receive thread blocks (backpressure),
   so nothing is dropped. A message that cannot cross (the trio side is gone) is
-  counted and logged as an error.
+  counted and logged as an error, with a short masked excerpt only.
 * Frames signalrcore cannot parse would kill its receive loop; the protocol subclass
   below hands them to the source for quarantine instead, and the connection stays up.
 * ``close()`` shuts the socket down (which wakes the blocked ``recv``), stops the
@@ -22,6 +21,7 @@ This module keeps that world small and explicit:
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import ssl
 import threading
@@ -29,10 +29,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpx
 import trio
 from signalrcore.hub.base_hub_connection import BaseHubConnection
 from signalrcore.hub_connection_builder import HubConnectionBuilder
@@ -40,12 +39,21 @@ from signalrcore.messages.message_type import MessageType
 from signalrcore.messages.ping_message import PingMessage
 from signalrcore.protocol.json_hub_protocol import JsonHubProtocol
 
+from bridge.netutil import describe
+from bridge.sources.anywherenow import transport
+from bridge.sources.anywherenow.bounded import excerpt
+from bridge.sources.anywherenow.negotiate import HubConnectError
+
 RECORD_SEPARATOR = "\x1e"
 RECV_THREAD_NAME = "Signalrcore websocket client"
 
+# signalrcore logs URLs (with the connection token) and raw messages through stdlib
+# logging; none of that may reach stderr through logging's last-resort handler.
+_library_log = logging.getLogger("SignalRCoreClient")
+_library_log.addHandler(logging.NullHandler())
+_library_log.propagate = False
 
-class HubConnectError(Exception):
-    """Negotiate, upgrade or handshake failed; the message says which and why."""
+__all__ = ["RECORD_SEPARATOR", "HubConnectError", "HubLink", "HubMessage", "TolerantJsonHubProtocol"]
 
 
 @dataclass
@@ -59,7 +67,7 @@ class HubMessage:
     reason: str = ""
 
 
-class TolerantJsonHubProtocol(JsonHubProtocol):
+class TolerantJsonHubProtocol(JsonHubProtocol):  # type: ignore[misc]
     """JSON hub protocol that reports bad records instead of raising in the receive thread."""
 
     def __init__(self, on_bad: Callable[[str, str], None], on_handshake_error: Callable[[str], None]) -> None:
@@ -72,10 +80,12 @@ class TolerantJsonHubProtocol(JsonHubProtocol):
         try:
             response, messages = super().decode_handshake(raw_message)
         except Exception as exc:
-            self._on_handshake_error(f"unreadable handshake response {raw_message!r}: {exc}")
+            self._on_handshake_error(
+                f"unreadable handshake response {excerpt(str(raw_message))!r}: {type(exc).__name__}"
+            )
             raise
         if response.error:
-            self._on_handshake_error(str(response.error))
+            self._on_handshake_error(excerpt(str(response.error), 200, mask=False))
         return response, messages
 
     def parse_messages(self, raw: Any) -> list[Any]:
@@ -93,7 +103,7 @@ class TolerantJsonHubProtocol(JsonHubProtocol):
                     continue
                 message = self.get_message(dict(data))
             except Exception as exc:  # every way a record can be wrong
-                self._on_bad(record, f"{type(exc).__name__}: {exc}")
+                self._on_bad(record, f"{type(exc).__name__}: {excerpt(str(exc), 120, mask=False)}")
                 continue
             if message is None:
                 self._on_bad(record, "unknown hub message type")
@@ -101,99 +111,6 @@ class TolerantJsonHubProtocol(JsonHubProtocol):
             message.raw_record = record
             result.append(message)
         return result
-
-
-def describe(exc: BaseException) -> str:
-    """Type and message of an exception and its causes (httpx hides TLS errors in them)."""
-    parts: list[str] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen and len(parts) < 4:
-        seen.add(id(current))
-        text = str(current).strip()
-        part = f"{type(current).__name__}: {text}" if text else type(current).__name__
-        if not parts or text not in parts[-1]:
-            parts.append(part)
-        current = current.__cause__ or current.__context__
-    return " <- ".join(parts)
-
-
-def websocket_url(url: str) -> str:
-    parts = urlsplit(url)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    return urlunsplit(parts._replace(scheme=scheme))
-
-
-def http_url(url: str) -> str:
-    parts = urlsplit(url)
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    return urlunsplit(parts._replace(scheme=scheme))
-
-
-def _with_query(url: str, **params: str) -> str:
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
-    query.extend(params.items())
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-async def negotiate(
-    client: httpx.AsyncClient, hub_url: str, headers: dict[str, str]
-) -> tuple[str, dict[str, str], str]:
-    """POST <hub>/negotiate?negotiateVersion=1; returns (websocket url, headers, connection id).
-
-    Follows a redirect answer (``url`` + ``accessToken``, as Azure SignalR gives) a few
-    times, as the official clients do.
-    """
-    url = http_url(hub_url)
-    headers = dict(headers)
-    for _ in range(5):
-        parts = urlsplit(url)
-        negotiate_url = urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/negotiate"))
-        negotiate_url = _with_query(negotiate_url, negotiateVersion="1")
-        try:
-            response = await client.post(negotiate_url, headers=headers, content=b"")
-        except httpx.HTTPError as exc:
-            raise HubConnectError(f"negotiate failed: {describe(exc)}") from exc
-        if response.status_code != 200:
-            raise HubConnectError(
-                f"negotiate answered HTTP {response.status_code}"
-                + (" (check access_token / headers)" if response.status_code in (401, 403) else "")
-            )
-        try:
-            body = response.json()
-        except ValueError:
-            raise HubConnectError("negotiate answered something that is not JSON") from None
-        if not isinstance(body, dict):
-            raise HubConnectError("negotiate answered JSON that is not an object")
-        if body.get("error"):
-            raise HubConnectError(f"negotiate refused: {body['error']}")
-        if body.get("url"):
-            url = http_url(str(body["url"]))
-            if body.get("accessToken"):
-                headers["Authorization"] = f"Bearer {body['accessToken']}"
-            continue
-        transports = body.get("availableTransports") or []
-        websockets = [
-            t
-            for t in transports
-            if isinstance(t, dict)
-            and t.get("transport") == "WebSockets"
-            and "Text" in (t.get("transferFormats") or [])
-        ]
-        if not websockets:
-            raise HubConnectError(
-                "the hub does not offer the WebSockets transport with text frames "
-                f"(offered: {[t.get('transport') for t in transports if isinstance(t, dict)]})"
-            )
-        version = body.get("negotiateVersion", 0)
-        token = body.get("connectionToken") if isinstance(version, int) and version >= 1 else None
-        connection_id = body.get("connectionId")
-        ident = token or connection_id
-        if not isinstance(ident, str) or not ident:
-            raise HubConnectError("negotiate answer has no connectionId/connectionToken")
-        return websocket_url(_with_query(url, id=ident)), headers, str(connection_id or ident)
-    raise HubConnectError("negotiate redirected too many times")
 
 
 class HubLink:
@@ -206,7 +123,9 @@ class HubLink:
         ssl_context: ssl.SSLContext,
         send_channel: trio.MemorySendChannel[HubMessage],
         log: Any,
+        max_message_bytes: int = 1_048_576,
     ) -> None:
+        self.max_message_bytes = max_message_bytes
         self.target = target
         self.ssl_context = ssl_context
         self.log = log
@@ -237,7 +156,7 @@ class HubLink:
                     "anywherenow_message_not_delivered",
                     reason=f"{type(exc).__name__}: {exc}",
                     kind=item.kind,
-                    raw=item.raw,
+                    excerpt=excerpt(item.raw),
                     dropped_total=self.dropped,
                 )
             except Exception:
@@ -273,10 +192,15 @@ class HubLink:
                 continue
             if kind == MessageType.close or kind == MessageType.close.value:
                 error = getattr(message, "error", None)
-                self.close_reason = "hub sent Close" + (f": {error}" if error else "")
+                self.close_reason = "hub sent Close" + (
+                    f": {excerpt(str(error), 200, mask=False)}" if error else ""
+                )
             rest.append(message)
         if rest and self._connection is not None:
             BaseHubConnection.on_message(self._connection, rest)
+
+    def _on_limit(self, reason: str) -> None:
+        self.close_reason = reason
 
     def _on_handshake_error(self, error: str) -> None:
         self.close_reason = f"hub refused the SignalR handshake: {error}"
@@ -295,7 +219,7 @@ class HubLink:
         self._signal(self.closed)
 
     def _on_error(self, error: Any) -> None:
-        reason = str(getattr(error, "error", error))
+        reason = excerpt(str(getattr(error, "error", error)), 200, mask=False)
         self._to_trio(HubMessage("hub_error", "", None, "", reason))
 
     # ---- trio side ---------------------------------------------------------------------
@@ -352,13 +276,16 @@ class HubLink:
         )
         builder.with_hub_protocol(TolerantJsonHubProtocol(self._on_bad, self._on_handshake_error))
         connection = builder.build()
-        connection.on_message = self._on_messages  # type: ignore[method-assign]
+        connection.on_message = self._on_messages
         connection.on_open(self._on_open)
         connection.on_close(self._on_close)
         connection.on_error(self._on_error)
         self._connection = connection
         try:
-            await self._blocking(connection.start, timeout, "WebSocket upgrade")
+            start = partial(
+                transport.start, connection, max_message_bytes=self.max_message_bytes, on_limit=self._on_limit
+            )
+            await self._blocking(start, timeout, "WebSocket upgrade")
         except HubConnectError:
             await self.close()
             raise

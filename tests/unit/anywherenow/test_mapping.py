@@ -6,19 +6,20 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge.sources.anywherenow_mapping import (
-    PAUSED,
-    STARTED,
+from bridge.errors import VendorInputError
+from bridge.sources.anywherenow.mapping import (
+    RECORDING_STATES,
     PayloadError,
+    action_type,
     live_event,
     parse_action,
+    parse_enum,
     parse_invocation,
     parse_state_key,
-    reconcile_transition,
-    reconciled_event,
     state_key,
 )
-from bridge.sources.anywherenow_rest import error_message
+from bridge.sources.anywherenow.reconciler import Transition, reconciled_event
+from bridge.sources.anywherenow.rest import ErrorInfo, error_message
 
 NAMES = ["Start", "Stop", "Pause", "Save", "Delete", "Mark", "UnMark"]
 
@@ -59,7 +60,7 @@ def test_a_json_string_argument_and_a_payload_time() -> None:
     )
     assert change.time == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert change.ucc == ""
-    event, _, _ = live_event("s", change, None)
+    event = live_event("s", change, action_type(change.action))
     assert event.time == change.time
 
 
@@ -81,53 +82,49 @@ def test_malformed_invocations_say_what_is_wrong(arguments: object, problem: str
         parse_invocation(arguments)
 
 
-def test_live_events_track_the_call_state() -> None:
-    def step(action: object, last: str | None) -> tuple[str, str | None, bool]:
-        event, new_state, changes = live_event(
-            "s", parse_invocation([{"CorrelationId": "c", "StateAction": action}]), last
-        )
-        return event.type, new_state, changes
+def test_payload_errors_are_vendor_input_errors() -> None:
+    with pytest.raises(VendorInputError):
+        parse_invocation([{"StateAction": 1}])
 
-    assert step(1, None) == ("recording.started", STARTED, True)
-    assert step(1, STARTED) == ("recording.started", STARTED, True)
-    assert step(1, PAUSED) == ("recording.resumed", STARTED, True)
-    assert step(3, STARTED) == ("recording.paused", PAUSED, True)
-    assert step(2, PAUSED) == ("recording.stopped", None, True)
-    assert step(6, STARTED) == ("recording.marked", None, False)
-    assert step(0, STARTED) == ("vendor.anywherenow.0", None, False)
-    assert step("Whisper Mode", None) == ("vendor.anywherenow.whispermode", None, False)
+
+def test_action_types_and_unknown_actions_pass_through() -> None:
+    assert [action_type(parse_action(n)) for n in range(1, 8)] == [
+        "recording.started",
+        "recording.stopped",
+        "recording.paused",
+        "recording.saved",
+        "recording.deleted",
+        "recording.marked",
+        "recording.unmarked",
+    ]
+    assert action_type(parse_action(0)) == "vendor.anywherenow.0"
+    assert action_type(parse_action("Whisper Mode")) == "vendor.anywherenow.whispermode"
+
+
+def test_rest_enums_as_numbers_names_and_unknown_values() -> None:
+    assert parse_enum(2, RECORDING_STATES) == 2
+    assert parse_enum("Paused", RECORDING_STATES) == 3
+    assert parse_enum("paused", RECORDING_STATES) == 3
+    assert parse_enum("3", RECORDING_STATES) == 3
+    assert parse_enum(3.0, RECORDING_STATES) == 3
+    assert parse_enum(17, RECORDING_STATES) == 17  # unknown: passed through, not refused
+    assert parse_enum("Archived", RECORDING_STATES) == "Archived"
+    for absent in (None, True, [], {}):
+        assert parse_enum(absent, RECORDING_STATES) is None
 
 
 def test_identity_is_deterministic_per_message() -> None:
     change = parse_invocation([{"UccName": "u", "CorrelationId": "c", "StateAction": 4}])
-    first, _, _ = live_event("s", change, None)
-    again, _, _ = live_event(
-        "s", parse_invocation([{"uccName": "u", "correlationId": "c", "stateAction": "Save"}]), None
-    )
+    first = live_event("s", change, "recording.saved")
+    again_change = parse_invocation([{"uccName": "u", "correlationId": "c", "stateAction": "Save"}])
+    again = live_event("s", again_change, "recording.saved")
     assert first.digest() == again.digest()
-    other, _, _ = live_event(
-        "s", parse_invocation([{"UccName": "u", "CorrelationId": "c", "StateAction": 5}]), None
+    other = live_event(
+        "s", parse_invocation([{"UccName": "u", "CorrelationId": "c", "StateAction": 5}]), "recording.deleted"
     )
     assert other.digest() != first.digest()
-    reconciled = reconciled_event("s", "u", "c", "recording.saved", STARTED, None, "x")
+    reconciled = reconciled_event("s", "u", "c", Transition("recording.saved", "saving", 0, 1), None, "x")
     assert reconciled.digest() != first.digest() and reconciled.identity["reconciled"] is True
-
-
-@pytest.mark.parametrize(
-    ("last", "rest_state", "expected"),
-    [
-        (STARTED, 1, (None, STARTED)),
-        (STARTED, 3, ("recording.paused", PAUSED)),
-        (STARTED, 2, ("recording.stopped", None)),
-        (STARTED, 0, ("recording.stopped", None)),
-        (PAUSED, 1, ("recording.resumed", STARTED)),
-        (PAUSED, 3, (None, PAUSED)),
-        (PAUSED, 2, ("recording.stopped", None)),
-        (STARTED, 17, (None, STARTED)),
-    ],
-)
-def test_reconcile_transitions(last: str, rest_state: int, expected: tuple) -> None:
-    assert reconcile_transition(last, rest_state) == expected
 
 
 def test_reconciled_event_carries_the_rest_answer() -> None:
@@ -140,12 +137,21 @@ def test_reconciled_event_carries_the_rest_answer() -> None:
         "UCCName": "u",
     }
     event = reconciled_event(
-        "s", "u", "c", "recording.stopped", STARTED, body, "state_changed_while_disconnected"
+        "s",
+        "u",
+        "c",
+        Transition("recording.stopped", "recording", 1, 2),
+        body,
+        "state_changed_while_disconnected",
     )
     assert event.data["reconciled"] is True
     assert event.data["raw"] == body
-    assert event.data["recording_state"] == "Stopped"
-    assert event.subject == "c" and event.vendor == "anywherenow"
+    assert (event.data["state"], event.data["last_seen"], event.data["now"]) == (
+        "recording",
+        "Started",
+        "Stopped",
+    )
+    assert event.subject == "c" and event.vendor == "anywherenow" and event.type == "recording.stopped"
 
 
 def test_state_keys_round_trip_any_names() -> None:
@@ -157,14 +163,10 @@ def test_state_keys_round_trip_any_names() -> None:
 
 def test_rest_error_messages_in_every_documented_shape() -> None:
     assert error_message({"ErrorMessage": None}) is None
-    assert error_message({"ErrorMessage": {"ErrorType": 1, "Message": "m"}}) == {
-        "ErrorType": 1,
-        "Message": "m",
-    }
+    assert error_message({"ErrorMessage": {"ErrorType": 1, "Message": "m"}}) == ErrorInfo(1, "m")
     nested = {"ErrorMessage": {"ErrorMessage": {"ErrorType": 2, "Message": "n"}}}
-    assert error_message(nested) == {"ErrorType": 2, "Message": "n"}
-    assert error_message({"errorMessage": {"errorType": 3, "message": "camel"}}) == {
-        "ErrorType": 3,
-        "Message": "camel",
-    }
-    assert error_message({"ErrorMessage": "plain"}) == {"ErrorType": None, "Message": "plain"}
+    assert error_message(nested) == ErrorInfo(2, "n")
+    assert error_message({"errorMessage": {"errorType": 3, "message": "camel"}}) == ErrorInfo(3, "camel")
+    assert error_message({"ErrorMessage": "plain"}) == ErrorInfo(None, "plain")
+    assert error_message({"ErrorMessage": {"ErrorType": "Configuration"}}) == ErrorInfo("Configuration", None)
+    assert error_message({"ErrorMessage": {"ErrorType": "Configuration"}}).configuration  # type: ignore[union-attr]

@@ -1,9 +1,9 @@
-"""AnywhereNow payloads -> normalized events, kept free of I/O so it is easy to test.
+"""AnywhereNow payloads -> normalized events; pure (no I/O), tested without sockets.
 
 The hub's ``RecordingStateChangedEvent`` carries UccName, CorrelationId and StateAction
 (vendor doc "Recording events"). ASP.NET Core serializes camelCase by default, older or
 customized hubs PascalCase, and enums may arrive as numbers or names: accept them all.
-The REST "Get Recording state" answer is used to reconcile after a reconnect.
+Unknown enum values are kept as they came and pass through as ``vendor.anywherenow.*``.
 """
 
 from __future__ import annotations
@@ -13,45 +13,30 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge.errors import VendorInputError
 from bridge.model import Event, utcnow, vendor_type
 
 VENDOR = "anywherenow"
 
 # StateAction (vendor doc "Recording events").
-ACTIONS: dict[int, str] = {
-    1: "Start",
-    2: "Stop",
-    3: "Pause",
-    4: "Save",
-    5: "Delete",
-    6: "Mark",
-    7: "UnMark",
-}
+ACTIONS: dict[int, str] = {1: "Start", 2: "Stop", 3: "Pause", 4: "Save", 5: "Delete", 6: "Mark", 7: "UnMark"}
 _ACTION_BY_NAME = {name.lower(): number for number, name in ACTIONS.items()}
-_ACTION_TYPES = {
-    2: "recording.stopped",
-    3: "recording.paused",
-    4: "recording.saved",
-    5: "recording.deleted",
-    6: "recording.marked",
-    7: "recording.unmarked",
-}
 
-# RecordingState (vendor doc "Get Recording state").
-REC_UNINITIALIZED, REC_STARTED, REC_STOPPED, REC_PAUSED = 0, 1, 2, 3
+# The three enums of "Get Recording state" (vendor doc).
 RECORDING_STATES = {0: "Uninitialized", 1: "Started", 2: "Stopped", 3: "Paused"}
-_STATE_BY_NAME = {name.lower(): number for number, name in RECORDING_STATES.items()}
-
-# What the bridge remembers per call (persisted through ``ctx.emit(state=...)``).
-STARTED, PAUSED = "started", "paused"
-
-
-class PayloadError(ValueError):
-    """A hub message the bridge cannot interpret (quarantined, never silently skipped)."""
+MARKING_STATES = {0: "None", 1: "Mark", 2: "Unmark"}
+SAVING_STATES = {0: "None", 1: "Save", 2: "Delete"}
+REC_UNINITIALIZED, REC_STARTED, REC_STOPPED, REC_PAUSED = 0, 1, 2, 3
 
 
-def field(payload: dict[str, Any], name: str) -> Any:
+class PayloadError(VendorInputError):
+    """A hub message or REST answer the bridge cannot interpret (quarantined, never skipped)."""
+
+
+def field(payload: Any, name: str) -> Any:
     """Look a property up as PascalCase, camelCase or any other casing."""
+    if not isinstance(payload, dict):
+        return None
     if name in payload:
         return payload[name]
     camel = name[:1].lower() + name[1:]
@@ -64,6 +49,15 @@ def field(payload: dict[str, Any], name: str) -> Any:
     return None
 
 
+def whole_number(text: str) -> int | None:
+    """A decimal integer in ASCII digits, else None: str.isdigit() also accepts "²" and
+    "١", which int() refuses, and a hub must not crash the source with them."""
+    digits = text[1:] if text.startswith("-") else text
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+        return None
+    return int(text)
+
+
 @dataclass(frozen=True)
 class Action:
     """A StateAction: its number when known, and how it was spelled on the wire."""
@@ -74,15 +68,6 @@ class Action:
     @property
     def known(self) -> bool:
         return self.number in ACTIONS
-
-
-def _whole_number(text: str) -> int | None:
-    """A decimal integer in ASCII digits, else None: str.isdigit() also accepts "²" and
-    "١", which int() refuses, and a hub must not crash the source with them."""
-    digits = text[1:] if text.startswith("-") else text
-    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
-        return None
-    return int(text)
 
 
 def parse_action(value: Any) -> Action:
@@ -100,31 +85,38 @@ def parse_action(value: Any) -> Action:
         if not text:
             raise PayloadError("StateAction is an empty string")
         if len(text) > 64:
-            raise PayloadError(
-                f"StateAction is not a number or a name: {text[:24]!r}… ({len(text)} characters)"
-            )
-        number = _whole_number(text)
+            raise PayloadError(f"StateAction is not a number or a name ({len(text)} characters)")
+        number = whole_number(text)
         if number is not None:
             return parse_action(number)
-        number = _ACTION_BY_NAME.get(text.lower())
-        if number is not None:
-            return Action(number, ACTIONS[number])
+        known = _ACTION_BY_NAME.get(text.lower())
+        if known is not None:
+            return Action(known, ACTIONS[known])
         return Action(None, text)
     raise PayloadError(f"StateAction must be a number or a name, got {type(value).__name__}")
 
 
-def parse_recording_state(value: Any) -> int | None:
-    """RecordingState as a number or a name; None when absent or unrecognized."""
-    if isinstance(value, bool):
+def parse_enum(value: Any, names: dict[int, str]) -> int | str | None:
+    """One of the REST enums as a number or a name (any casing).
+
+    Returns the number when it is one, the trimmed text for an unknown name, None when
+    absent or not a scalar. Unknown numbers are returned as they are (pass-through).
+    """
+    if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, int):
         return value
     if isinstance(value, str):
-        text = value.strip()
-        number = _whole_number(text)
+        text = value.strip()[:64]
+        number = whole_number(text)
         if number is not None:
             return number
-        return _STATE_BY_NAME.get(text.lower())
+        for known, name in names.items():
+            if name.lower() == text.lower():
+                return known
+        return text or None
     return None
 
 
@@ -152,6 +144,14 @@ def _parse_time(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def storable(payload: Any, what: str) -> None:
+    """Refuse what cannot be stored as data.raw (lone surrogates, NaN, absurd depth)."""
+    try:
+        json.dumps(payload, ensure_ascii=False, allow_nan=False).encode()
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError(f"{what} cannot be stored as JSON: {exc}") from None
+
+
 def parse_invocation(arguments: Any) -> StateChange:
     """Validate the arguments of one RecordingStateChangedEvent invocation.
 
@@ -168,20 +168,19 @@ def parse_invocation(arguments: Any) -> StateChange:
             raise PayloadError("argument is a string but not JSON") from None
     if not isinstance(payload, dict):
         raise PayloadError(f"argument must be an object, got {type(payload).__name__}")
-    try:
-        # The payload is stored as the event's data.raw: lone surrogates ("\\ud800") or
-        # NaN would make the commit fail (or the webhook body invalid JSON) later.
-        json.dumps(payload, ensure_ascii=False, allow_nan=False).encode()
-    except (ValueError, RecursionError) as exc:
-        raise PayloadError(f"payload cannot be stored as JSON: {exc}") from None
+    storable(payload, "payload")
     correlation_id = field(payload, "CorrelationId")
     if not isinstance(correlation_id, str) or not correlation_id.strip():
         raise PayloadError("CorrelationId is missing or not a non-empty string")
+    if len(correlation_id) > 256:
+        raise PayloadError(f"CorrelationId is {len(correlation_id)} characters long (at most 256)")
     ucc = field(payload, "UccName")
     if ucc is None:
         ucc = field(payload, "UCCName")
     if ucc is not None and not isinstance(ucc, str):
         raise PayloadError("UccName must be a string")
+    if ucc is not None and len(ucc) > 256:
+        raise PayloadError(f"UccName is {len(ucc)} characters long (at most 256)")
     if field(payload, "StateAction") is None:
         raise PayloadError("StateAction is missing")
     action = parse_action(field(payload, "StateAction"))
@@ -210,31 +209,22 @@ def parse_state_key(key: str) -> tuple[str, str] | None:
     return ucc, correlation_id
 
 
-def live_event(
-    source_name: str, change: StateChange, last_seen: str | None
-) -> tuple[Event, str | None, bool]:
-    """The event for one hub message, plus the call's new remembered state.
+def enum_name(value: int | str | None, names: dict[int, str]) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return names.get(value, str(value))
+    return value
 
-    Returns ``(event, new_state, changes_state)``; ``new_state`` None means forget the
-    call (it stopped), and ``changes_state`` False leaves the remembered state alone.
-    """
+
+def unknown_type(kind: str, value: int | str | None) -> str:
+    """``vendor.anywherenow.<kind>.<value>`` for an enum value the doc does not list."""
+    return vendor_type(VENDOR, f"{kind}.{value}")
+
+
+def live_event(source_name: str, change: StateChange, event_type: str) -> Event:
+    """The event for one hub message (the type is decided by :mod:`.reconciler`)."""
     number = change.action.number
-    new_state: str | None = None
-    changes = True
-    if number == 1:
-        event_type = "recording.resumed" if last_seen == PAUSED else "recording.started"
-        new_state = STARTED
-    elif number == 2:
-        event_type = "recording.stopped"
-    elif number == 3:
-        event_type = "recording.paused"
-        new_state = PAUSED
-    elif number in _ACTION_TYPES:
-        event_type = _ACTION_TYPES[number]
-        changes = False
-    else:
-        event_type = vendor_type(VENDOR, change.action.name)
-        changes = False
     data: dict[str, Any] = {
         "ucc_name": change.ucc,
         "correlation_id": change.correlation_id,
@@ -248,7 +238,7 @@ def live_event(
         "action": number if number is not None else change.action.name,
         "type": event_type,
     }
-    event = Event(
+    return Event(
         source_name=source_name,
         vendor=VENDOR,
         type=event_type,
@@ -257,56 +247,16 @@ def live_event(
         data=data,
         identity=identity,
     )
-    return event, new_state, changes
 
 
-def reconcile_transition(last_seen: str, recording_state: int | None) -> tuple[str | None, str | None]:
-    """What was missed, given the remembered state and the REST RecordingState.
-
-    Returns ``(event_type or None, new remembered state)``; a new state of None means the
-    call is no longer recording and is forgotten.
-    """
-    if recording_state == REC_STARTED:
-        return ("recording.resumed" if last_seen == PAUSED else None), STARTED
-    if recording_state == REC_PAUSED:
-        return ("recording.paused" if last_seen != PAUSED else None), PAUSED
-    if recording_state in (REC_STOPPED, REC_UNINITIALIZED):
-        return "recording.stopped", None
-    return None, last_seen
-
-
-def reconciled_event(
-    source_name: str,
-    ucc: str,
-    correlation_id: str,
-    event_type: str,
-    last_seen: str,
-    response: dict[str, Any] | None,
-    reason: str,
-) -> Event:
-    """An event the bridge inferred from the REST state after missing the live one."""
-    state = parse_recording_state(field(response, "RecordingState")) if response else None
-    data: dict[str, Any] = {
-        "ucc_name": ucc,
-        "correlation_id": correlation_id,
-        "action": None,
-        "reconciled": True,
-        "reconcile_reason": reason,
-        "last_seen": last_seen,
-        "recording_state": RECORDING_STATES.get(state, state) if state is not None else None,
-        "raw": response,
-    }
-    return Event(
-        source_name=source_name,
-        vendor=VENDOR,
-        type=event_type,
-        subject=correlation_id,
-        time=utcnow(),
-        data=data,
-        identity={
-            "ucc": ucc,
-            "correlation_id": correlation_id,
-            "type": event_type,
-            "reconciled": True,
-        },
-    )
+def action_type(action: Action) -> str:
+    """The event type of a StateAction that does not depend on the call (all but Start)."""
+    return {
+        1: "recording.started",
+        2: "recording.stopped",
+        3: "recording.paused",
+        4: "recording.saved",
+        5: "recording.deleted",
+        6: "recording.marked",
+        7: "recording.unmarked",
+    }.get(action.number or 0, vendor_type(VENDOR, action.name))
