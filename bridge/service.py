@@ -25,6 +25,7 @@ from bridge.committer import Committer, SourceEmitter
 from bridge.components import Configured, Sink, Source, SourceContext
 from bridge.config import BridgeConfig, ConfigError, load
 from bridge.errors import StartupError
+from bridge.operational import Operational, wanted_by
 from bridge.outbox import AsyncOutbox, Outbox, OutboxUnavailable
 from bridge.quarantine import Quarantine
 from bridge.shaping import body_shaper
@@ -43,6 +44,10 @@ class Bridge:
             Outbox(config.state_dir / "outbox.sqlite3", synchronous=config.outbox.synchronous)
         )
         self.committer = Committer(self.outbox, batch_max=config.outbox.commit_batch)
+        # bridge.* events (sink failing/disabled, source disconnected…): bridge.operational
+        self.operational = Operational(
+            SourceEmitter(self.committer, "bridge").emit, enabled=wanted_by(config.sinks)
+        )
         self.quarantine = Quarantine(config.state_dir / "quarantine", config.quarantine)
         self.sources: dict[str, Source] = {}
         self.sinks: dict[str, Sink] = {}
@@ -111,6 +116,8 @@ class Bridge:
                 committer_done = trio.Event()
                 outer.start_soon(self._run_committer, committer_done)
                 outer.start_soon(self._prune_loop)
+                watched = (lambda: self.sources), (lambda: self.committer.unavailable), self.outbox.sync.path
+                outer.start_soon(self.operational.run, *watched)
                 for task in self.extra_tasks:
                     outer.start_soon(task, self)
                 async with trio.open_nursery() as sinks_nursery:
@@ -187,6 +194,8 @@ class Bridge:
         feed = SinkFeed(self.outbox, self.committer.new_data, sink.name, self.delivery_observers)
         feed.shape = body_shaper(sink)  # per-sink shaping of data (bridge.shaping)
         self.sinks[sink.name] = sink
+        if (controls := getattr(sink, "controls", None)) is not None:
+            controls.operational = self.operational
         await self._supervise(sink.name, "sink", partial(sink.run, feed), sink, task_status)
 
     async def _supervise(
@@ -252,6 +261,7 @@ class Bridge:
             "source", old_sources, new_sources, self._sources_nursery, self._supervise_source, changes
         )
         self.config = new
+        self.operational.enabled = wanted_by(new.sinks)
         for hook in self.reloaded_hooks:
             hook()
         log.info("config_reloaded", **changes)

@@ -17,7 +17,7 @@ which ones mean "stop".
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 DEFAULT_RETRY_STATUSES = ("408", "425", "429", "5xx")
@@ -44,7 +44,7 @@ class RetryPolicy:
     def of(cls, statuses: Iterable[str], max_age: float = 0.0) -> RetryPolicy:
         return cls(tuple(s.strip().lower() for s in statuses), max_age)
 
-    def classify(self, status: int, headers: dict[str, str] | None = None) -> str:
+    def classify(self, status: int, headers: Mapping[str, str] | None = None) -> str:
         """``ok``, ``retry``, ``dead`` (this event) or ``gone`` (dead, and disable the endpoint)."""
         if 200 <= status < 300:
             return "ok"

@@ -10,6 +10,7 @@ from standardwebhooks import Webhook
 from bridge.netutil import redact_url
 from bridge.settings import Validator, setting, settings
 from bridge.shaping import ShapeSettings
+from bridge.sinks.webhook.controls import EndpointControlSettings
 from bridge.sinks.webhook.scheduler import DEFAULT_SCHEDULE
 from bridge.sinks.webhook.wire import MODES
 from bridge.tls import TlsSettings
@@ -31,7 +32,7 @@ def is_loopback(host: str | None) -> bool:
 
 
 @settings
-class WebhookSettings(TlsSettings):
+class WebhookSettings(TlsSettings, EndpointControlSettings):  # controls: rate limit, retry policy, auth…
     name: str = setting(doc="unique name of this sink")
     url: str = setting(doc="http:// or https:// URL to POST to; credentials in it are secrets")
     secrets: tuple[str, ...] = setting(
@@ -63,6 +64,7 @@ class WebhookSettings(TlsSettings):
     shape: ShapeSettings = setting(factory=ShapeSettings, doc="per-sink shaping of data (bridge.shaping)")
 
     def validate(self, v: Validator) -> None:
+        self.validate_controls(v)
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise v.error("url", f"must be an http:// or https:// URL, got {redact_url(self.url)!r}")

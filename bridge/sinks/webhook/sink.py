@@ -31,10 +31,13 @@ import trio
 from bridge import __version__
 from bridge.components import ComponentBase
 from bridge.netutil import describe, redact_url
+from bridge.operational import type_wanted
 from bridge.outbox import Row
 from bridge.sinks.base import SinkFeed, SinkHealth
 from bridge.sinks.webhook.breaker import CircuitBreaker
-from bridge.sinks.webhook.scheduler import Outcome, Scheduler, classify, parse_retry_after, retry_delay
+from bridge.sinks.webhook.controls import EndpointControls
+from bridge.sinks.webhook.oauth import OAuthError
+from bridge.sinks.webhook.scheduler import Outcome, Scheduler, parse_retry_after, retry_delay
 from bridge.sinks.webhook.settings import WebhookSettings
 from bridge.sinks.webhook.wire import Signer, encode
 from bridge.tls import client_context
@@ -80,6 +83,8 @@ class WebhookSink(ComponentBase):
         # a test can let hours of downtime pass in seconds.
         self.clock = clock
         self.health = SinkHealth()
+        self.controls = EndpointControls(settings.name, settings, lambda: self.clock())  # .controls
+        self.controls.failing_threshold = settings.breaker_threshold
         self._base_headers = {"user-agent": f"event-bridge/{__version__}", **self.static_headers}
         self._sensitive = self._sensitive_values()
         self._feed: SinkFeed | None = None
@@ -109,10 +114,14 @@ class WebhookSink(ComponentBase):
         return redact_url(self.url)
 
     def stats(self) -> dict[str, float]:
-        return {}
+        return self.controls.stats()
 
     def accepts(self, row: Row) -> bool:
-        return (self._all_types or any(fnmatch.fnmatchcase(row.type, p) for p in self.types)) and (
+        # bridge.* (operational) events only when a type glob names them: see bridge.operational
+        types_ok = (
+            type_wanted(self.types, row.type) if not self._all_types else not row.type.startswith("bridge.")
+        )
+        return types_ok and (
             self._all_sources or any(fnmatch.fnmatchcase(row.source, p) for p in self.sources)
         )
 
@@ -130,6 +139,7 @@ class WebhookSink(ComponentBase):
             limits=limits,
             timeout=httpx.Timeout(self.timeout),
             trust_env=False,
+            proxy=s.proxy,
         )
 
     # -- the scheduling loop --------------------------------------------------------
@@ -139,6 +149,7 @@ class WebhookSink(ComponentBase):
         async with self._client() as client, trio.open_nursery() as nursery:
             self._feed = feed
             task_status.started()
+            await self.controls.start(feed, self.health)
             self.health.state = "ok"
             while True:
                 wake_at = await self._schedule(feed, client, nursery)
@@ -160,6 +171,8 @@ class WebhookSink(ComponentBase):
         self, feed: SinkFeed, client: httpx.AsyncClient, nursery: trio.Nursery
     ) -> float | None:
         now = self.clock()
+        if (disabled := await self.controls.gate(feed, self.health)) is not None:
+            return disabled  # events stay pending in the outbox until `endpoint enable`
         slots = self.breaker.slots(now, self.max_in_flight) - self.scheduler.requests
         if self.breaker.is_open:
             self.health.state = "open"
@@ -174,6 +187,7 @@ class WebhookSink(ComponentBase):
             # Everything in a full window is blocked: look past it (it fills as it drains).
             scheduler.scan(plan, await feed.beyond(BEYOND_PAGE), now)
         scheduler.finish(plan, now, flush_batch=self.breaker.is_open)
+        self.controls.throttle(plan, now)  # rate_limit: the rest wait in the outbox
         if plan.skipped:
             feed.skip(plan.skipped)
         for rows in plan.requests:
@@ -196,20 +210,28 @@ class WebhookSink(ComponentBase):
         if recorded:
             with trio.CancelScope(shield=True):
                 await feed.flush()  # one write for every outcome recorded meanwhile
+                await self.controls.after(feed, self.health, rows, outcome)
 
     async def _post(self, client: httpx.AsyncClient, rows: list[Row]) -> Outcome:
         msg_id, content_headers, body = encode(rows, self.mode)
         headers = {**self._base_headers, **content_headers, **self.signer.headers(msg_id, body)}
         try:
             with trio.fail_after(self.timeout):
-                async with client.stream("POST", self.url, content=body, headers=headers) as response:
+                sent = await self.controls.authorized(client, headers)
+                async with client.stream("POST", self.url, content=body, headers=sent) as response:
                     excerpt = await self._read_bounded(response)
+                if response.status_code == 401 and self.controls.refused(sent):  # OAuth2: new token, once
+                    sent = await self.controls.authorized(client, headers)
+                    async with client.stream("POST", self.url, content=body, headers=sent) as response:
+                        excerpt = await self._read_bounded(response)
+        except OAuthError as exc:
+            return Outcome("retry", None, str(exc))
         except trio.TooSlowError:
             return Outcome("retry", None, f"no complete response within {self.timeout}s")
         except httpx.HTTPError as exc:
             return Outcome("retry", None, describe(exc))
         status = response.status_code
-        kind = classify(status)
+        kind = self.controls.policy.classify(status, response.headers)
         if kind == "ok":
             return Outcome("ok", status, "")
         error = f"HTTP {status}: {self._scrub(excerpt)}"
@@ -221,7 +243,7 @@ class WebhookSink(ComponentBase):
         )
 
     def _scrub(self, text: str) -> str:
-        for secret in self._sensitive:
+        for secret in (*self._sensitive, *self.controls.sensitive()):
             text = text.replace(secret, "[REDACTED]")
         return text
 
@@ -246,11 +268,12 @@ class WebhookSink(ComponentBase):
             self.health.state, self.health.detail = "ok", ""
             feed.mark_delivered(rows)
             return
-        if outcome.kind == "dead":
+        if outcome.kind in ("dead", "gone"):  # gone (410): the endpoint is disabled after this
             self.breaker.success()  # the endpoint answered; it is the request it refused
             for row in rows:
                 self.health.dead += 1
                 feed.mark_dead(row, status=outcome.status, error=outcome.error)
+                self.controls.dead_lettered(row, outcome.status, outcome.error)
             log.error(
                 "webhook_dead_letter",
                 sink=self.name,
@@ -280,10 +303,11 @@ class WebhookSink(ComponentBase):
         schedule = tuple(self.schedule)
         for row in rows:
             delay = retry_delay(row.attempts + 1, schedule, outcome.retry_after, self.rng)
-            if delay is None:
+            if delay is None or self.controls.policy.too_old(row.received_at, now):  # max_age
                 self.health.dead += 1
                 error = f"gave up after {row.attempts + 1} attempts: {outcome.error}"
                 feed.mark_dead(row, status=outcome.status, error=error)
+                self.controls.dead_lettered(row, outcome.status, error)
                 log.error(
                     "webhook_gave_up",
                     sink=self.name,
