@@ -280,9 +280,21 @@ class UptivitySimulator:
         self.subscribers[sub.id] = sub
         self._notify()
         try:
-            await self._pump(sub, receive)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch, sub, nursery.cancel_scope)
+                await self._pump(sub, receive)
+                nursery.cancel_scope.cancel()
         finally:
             await self._close(sub)
+
+    async def _watch(self, sub: Subscriber, scope: trio.CancelScope) -> None:
+        """Notice a subscriber that hung up even while there is nothing to send it."""
+        try:
+            while await sub.stream.receive_some(4096):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        scope.cancel()
 
     async def _read_request(self, stream: trio.SocketStream, buf: bytearray) -> bytes | None:
         """The next request on ``stream`` (bytes after it stay in ``buf``); None at EOF."""

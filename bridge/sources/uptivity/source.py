@@ -15,7 +15,6 @@ seconds, never by silence alone (``idle_timeout`` is an opt-in).
 from __future__ import annotations
 
 from datetime import datetime
-from functools import partial
 
 import trio
 
@@ -24,13 +23,9 @@ from bridge.components import ComponentBase, Health, SourceContext
 from bridge.errors import EndpointError
 from bridge.model import Event, utcnow
 from bridge.sources.uptivity.api import (
-    Answer,
-    AnswerTooLarge,
     ApiSession,
     Refused,
     answers,
-    device_list_request,
-    device_request,
     enable_keepalive,
     events_request,
     parse_answer,
@@ -40,14 +35,13 @@ from bridge.sources.uptivity.mapping import LIVE_STATE, VENDOR, to_event
 from bridge.sources.uptivity.reconcile import (
     BASELINE_KEY,
     STATE_PREFIX,
-    DeviceStatus,
     Known,
-    devices_from_answer,
     known_from_state,
     reconciled_events,
     transitions,
 )
 from bridge.sources.uptivity.settings import UptivitySettings
+from bridge.sources.uptivity.status import ask_states
 from bridge.sources.uptivity.stream import (
     Document,
     Junk,
@@ -58,7 +52,6 @@ from bridge.sources.uptivity.stream import (
 )
 
 READ_SIZE = 65536
-NOT_RECORDING = frozenset({7, 8, 12})  # DEVICE_NOT_IN_CALL, DEVICE_INVALID, DEVICE_NOT_RECORDING
 
 
 class SessionEnd(Exception):
@@ -334,7 +327,7 @@ class UptivitySource(ComponentBase):
         received = utcnow()
         try:
             async with self._api() as api:
-                request_type, statuses, complete = await self._ask(api, mode)
+                request_type, statuses, complete = await ask_states(api, mode, set(self.known))
         except EndpointError as exc:
             permanent = isinstance(exc, Refused) and exc.permanent
             retry = self.settings.refused_retry if permanent else self.settings.reconcile_retry
@@ -381,36 +374,3 @@ class UptivitySource(ComponentBase):
             transitions=[f"{t.device_id}: {t.previous.state}->{t.now.state}" for t in found if t.types],
             events=len(events),
         )
-
-    async def _ask(self, api: ApiSession, mode: str) -> tuple[str, list[DeviceStatus], bool]:
-        """(request type, devices, whether the list is complete) per the reconcile mode."""
-        if mode in ("auto", "devicelist"):
-            try:
-                answer = await api.checked("DEVICELIST", device_list_request)
-            except AnswerTooLarge:
-                if mode == "devicelist":
-                    raise
-            else:
-                statuses = devices_from_answer(answer.element)
-                if mode == "auto":
-                    # DEVICELIST has no STATUS: ask the devices whose pause state matters.
-                    for i, status in enumerate(statuses):
-                        if status.state == "recording" and status.device_id in self.known:
-                            detail = await self._device(api, status.device_id)
-                            if detail is not None:
-                                statuses[i] = detail
-                return "DEVICELIST", statuses, True
-        found = [d for d in (await self._device(api, device_id) for device_id in list(self.known)) if d]
-        return "DEVICERECORDINGSTATUS", found, False
-
-    async def _device(self, api: ApiSession, device_id: str) -> DeviceStatus | None:
-        build = partial(device_request, "DEVICERECORDINGSTATUS", device_id=device_id)
-        answer: Answer = await api.request("DEVICERECORDINGSTATUS", build)
-        if answer.code in NOT_RECORDING:
-            return DeviceStatus(device_id, "idle", {"DEVICEID": device_id}, {"DEVICEID": device_id})
-        if answer.outcome != "ok":
-            raise Refused("DEVICERECORDINGSTATUS", answer)
-        for status in devices_from_answer(answer.element):
-            if status.device_id == device_id:
-                return status
-        return DeviceStatus(device_id, "idle", {"DEVICEID": device_id}, {"DEVICEID": device_id})

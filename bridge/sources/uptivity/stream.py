@@ -90,6 +90,7 @@ def parse_document(raw: bytes, *, lenient: bool = True, salvage: bool = False) -
     """
     if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
         raise ParseError("document declares a DTD or entities (refused: no DTD processing)", raw)
+    root: etree._Element | None
     try:
         root = etree.fromstring(raw, hardened_parser())
     except etree.XMLSyntaxError as exc:
@@ -111,6 +112,8 @@ def parse_document(raw: bytes, *, lenient: bool = True, salvage: bool = False) -
             raise ParseError(
                 f"malformed XML: {first.msg} (line {first.lineno}, column {first.offset})", raw
             ) from None
+    if root is None:  # lxml returns None for an empty document in recover mode
+        raise ParseError("empty document", raw)
     if _depth(root, MAX_DEPTH) > MAX_DEPTH:
         raise ParseError(f"document nested deeper than {MAX_DEPTH} levels (refused)", raw)
     # No DTD means no entity can be declared: libxml2 rejects any reference other than
