@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge import receiver
+from bridge import endpoint_cli, receiver
 from bridge.logs import printable
 from bridge.outbox import DEAD, Outbox
 
@@ -176,3 +176,4 @@ def register(sub: Any, load_config: Callable[[str], Any], parse_time: Callable[[
     receive = sub.add_parser("receive", help="a local webhook receiver that verifies and prints events")
     receiver.add_arguments(receive)
     receive.set_defaults(func=receiver.cmd_receive)
+    endpoint_cli.register(sub, load_config)  # event-bridge endpoint enable|disable|status

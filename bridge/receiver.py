@@ -54,6 +54,7 @@ __all__ = [
     "SignatureError",
     "VerificationError",
     "WebhookVerifier",
+    "is_operational",
     "parse_events",
     "receiver_app",
 ]
@@ -215,9 +216,43 @@ def receiver_app(
 def event_line(event: Mapping[str, Any], headers: Mapping[str, str]) -> str:
     """One printed line per event; peer strings escaped so none can forge a line."""
     kind, subject = printable(event.get("type", "?")), printable(event.get("subject", "-"))
+    if is_operational(event):  # the bridge's own operational event
+        return operational_line(event, headers)
     return (
         f"webhook received  ✔ signature  {kind:<20} subject={subject:<12} "
         f"id={printable(event.get('id'))}  webhook-id={printable(headers.get('webhook-id'))}"
+    )
+
+
+# The data fields worth a glance, per operational event (bridge.operational lists them all).
+_NOTICE_FIELDS = (
+    "reason",
+    "failures",
+    "status",
+    "down_seconds",
+    "attempts",
+    "event_id",
+    "suppressed",
+    "error",
+)
+
+
+def is_operational(event: Mapping[str, Any]) -> bool:
+    """True for the bridge's own events (``bridge.sink.failing``…), not a recorder's."""
+    return str(event.get("type", "")).startswith("bridge.")
+
+
+def operational_line(event: Mapping[str, Any], headers: Mapping[str, str]) -> str:
+    """``bridge.*`` events stand out: what happened to which sink or source, and why."""
+    raw = event.get("data")
+    data: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    who = data.get("sink") or data.get("source") or event.get("subject") or "-"
+    details = " ".join(
+        f"{k}={printable(str(data[k])[:200])}" for k in _NOTICE_FIELDS if data.get(k) not in (None, "")
+    )
+    return (
+        f"BRIDGE NOTICE     ✔ signature  {printable(event.get('type', '?')):<30} {printable(who)}  {details}  "
+        f"id={printable(event.get('id'))}"
     )
 
 

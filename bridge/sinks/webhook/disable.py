@@ -53,7 +53,9 @@ class EndpointState:
             return cls()
         if not isinstance(raw, dict):
             return cls()
-        known = {k: raw[k] for k in ("enabled", "reason", "disabled_at", "error", "failing_since") if k in raw}
+        known = {
+            k: raw[k] for k in ("enabled", "reason", "disabled_at", "error", "failing_since") if k in raw
+        }
         return cls(**known)
 
 
@@ -105,9 +107,7 @@ class AutoDisable:
 
 # -- persistence (synchronous: run through AsyncOutbox.call / .read, or from the CLI) --
 def load(db: sqlite3.Connection, sink: str) -> EndpointState | None:
-    row = db.execute(
-        "SELECT value FROM source_state WHERE source=? AND key=?", (scope(sink), KEY)
-    ).fetchone()
+    row = db.execute("SELECT value FROM source_state WHERE source=? AND key=?", (scope(sink), KEY)).fetchone()
     return None if row is None else EndpointState.from_json(row[0])
 
 
