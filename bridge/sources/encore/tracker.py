@@ -161,6 +161,8 @@ def reentered(memory: PortMemory | None, obs: Observation, static: bool, rules: 
     duration = trusted_duration(obs, static)
     if memory is None or memory.state != obs.state or duration is None or not rules.infer:
         return False
+    if obs.state not in ACTIVE:  # NOT RECORDING: "this parameter is 0", it dates nothing
+        return False
     return younger_by(memory, obs, duration) > rules.tolerance
 
 
