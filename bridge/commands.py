@@ -18,6 +18,7 @@ from typing import Any
 from bridge import endpoint_cli, receiver
 from bridge.logs import printable
 from bridge.outbox import DEAD, Outbox
+from bridge.outbox import cli as outbox_cli
 
 
 def _open(config: Any) -> Outbox:
@@ -107,13 +108,9 @@ def cmd_tail(args: argparse.Namespace, load_config: Callable[[str], Any]) -> int
     config = load_config(args.config)
     outbox = _open(config)
     try:
-        row = outbox.db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-        last = max(0, row[0] - args.last)
+        last = max(0, outbox.last_seq() - args.last)
         while True:
-            rows = outbox.db.execute(
-                "SELECT seq, source, type, subject, body FROM events WHERE seq>? ORDER BY seq LIMIT 1000",
-                (last,),
-            ).fetchall()
+            rows = outbox.events_after(last, 1000)
             for seq, source, type_, subject, body in rows:
                 last = seq
                 if not (
@@ -177,3 +174,5 @@ def register(sub: Any, load_config: Callable[[str], Any], parse_time: Callable[[
     receiver.add_arguments(receive)
     receive.set_defaults(func=receiver.cmd_receive)
     endpoint_cli.register(sub, load_config)  # event-bridge endpoint enable|disable|status
+
+    outbox_cli.register(sub, load_config)

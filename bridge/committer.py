@@ -24,6 +24,8 @@ from bridge.outbox import AsyncOutbox, Pending, Row
 
 log = structlog.get_logger("bridge.committer")
 
+MAINTAIN_EVERY = 1.0  # seconds between maintenance steps of the outbox (retention, limits)
+
 
 class NewData:
     """What was just committed, pushed to every sink's feed; and a broadcast signal.
@@ -99,7 +101,42 @@ class Committer:
         self._send.close()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._maintain)
+            task_status.started()
+            await self._drain_queue()
+            nursery.cancel_scope.cancel()
+
+    async def _maintain(self) -> None:
+        """The outbox's disk rules (:mod:`bridge.outbox.limits`), one small step at a time
+        between commits: no transaction holds the writer for long."""
+        sync = self.outbox.sync
+        failing = False
+        while True:
+            await trio.sleep(MAINTAIN_EVERY)
+            try:
+                result = await self.outbox.call(sync.maintain)
+            except OutboxUnavailable as exc:
+                if not failing:
+                    log.warning("outbox_maintenance_failed", error=str(exc))
+                failing = True
+                continue
+            failing = False
+            for sink, count in (result.expired or {}).items():
+                log.warning(
+                    "outbox_deliveries_expired",
+                    sink=sink,
+                    events=count,
+                    hint="still pending after [outbox] max_pending_age: dead-lettered; see "
+                    "'event-bridge dlq list', re-deliver with 'event-bridge dlq retry'",
+                )
+            if result.deleted or result.dead_pruned:
+                log.debug("outbox_pruned", events=result.deleted, dead_letters=result.dead_pruned)
+            while result.more:
+                await trio.sleep(0.02)  # let commits in between steps
+                result = await self.outbox.call(sync.maintain)
+
+    async def _drain_queue(self) -> None:
         backoff = Backoff(base=0.1, cap=5.0)
         async with self._receive:
             while True:

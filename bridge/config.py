@@ -273,6 +273,13 @@ class OutboxSettings:
     synchronous: str = setting("full", choices=("full", "normal"), doc="SQLite synchronous mode")
     retention: float = setting(7 * 86400.0, min=0.0, doc="keep delivered events this long (s)")
     prune_interval: float = setting(300.0, min=1.0, doc="how often old rows are pruned (s)")
+    max_pending_age: float = setting(
+        14 * 86400.0, min=0.0, doc="dead-letter a delivery still pending this long (s; 0: never)"
+    )
+    dead_retention: float = setting(30 * 86400.0, min=0.0, doc="delete dead letters this long after (s; 0: never)")
+    max_bytes: int = setting(
+        10_000_000_000, min=0, doc="outbox size limit (bytes of database in use); when full, stop reading sources (0: none)"
+    )
 
 
 _LOOPBACK_HOSTS = ("localhost", "::1", "ip6-localhost")

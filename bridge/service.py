@@ -41,7 +41,7 @@ class Bridge:
         self.config = config
         self.shutdown_grace = shutdown_grace
         self.outbox = AsyncOutbox(
-            Outbox(config.state_dir / "outbox.sqlite3", synchronous=config.outbox.synchronous)
+            Outbox(config.state_dir / "outbox.sqlite3", synchronous=config.outbox.synchronous, limits=config.outbox)
         )
         self.committer = Committer(self.outbox, batch_max=config.outbox.commit_batch)
         # bridge.* events (sink failing/disabled, source disconnected…): bridge.operational

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge.admin import readiness
+from bridge.admin.app import readiness
+from bridge.admin.cache import AdminCache
 from bridge.simulators.uptivity import UptivitySimulator
 from tests.helpers import LogCapture, read_jsonl, running_bridge, wait_for, write_config
 
@@ -44,7 +45,9 @@ async def test_full_outbox_holds_events_reports_not_ready_and_resumes(
         await bridge.outbox.call(cap_pages, bridge.outbox.sync, 0)  # the disk is now full
         await wait_for(lambda: bridge.committer.unavailable)
         assert "full" in bridge.committer.unavailable
-        ready, detail = await readiness(bridge)
+        cache = AdminCache(bridge)
+        await cache.refresh()
+        ready, detail = readiness(bridge, cache)
         assert not ready and not detail["outbox"]["ok"] and "full" in detail["outbox"]["detail"]
         held_at = bridge.committer.committed
         await wait_for(lambda: sim.produced >= 400)
@@ -52,7 +55,8 @@ async def test_full_outbox_holds_events_reports_not_ready_and_resumes(
         await bridge.outbox.call(cap_pages, bridge.outbox.sync, None)  # space returns
         await wait_for(lambda: bridge.committer.unavailable is None)
         await wait_for(lambda: len(read_jsonl(tmp_path / "events.jsonl")) >= 600, timeout=30)
-        ready, _ = await readiness(bridge)
+        await cache.refresh()
+        ready, _ = readiness(bridge, cache)
         assert ready
     numbers = [int(e["data"]["raw"]["EVENTXREF"]) for e in read_jsonl(tmp_path / "events.jsonl")]
     assert numbers == list(range(1, 601))  # held, not dropped, and in order

@@ -1,13 +1,7 @@
-"""The durable outbox: SQLite in WAL mode, the one place every event is recorded.
+"""The outbox core: open, commit events (ids assigned in the transaction), read and settle.
 
-Sources hand events to :class:`OutboxWriter`, which group-commits them (a commit starts
-as soon as the previous one finished, so under load batches form by themselves and an
-event waits at most one commit). Each committed event gets one delivery row per
-configured sink; sinks read their pending rows in order and mark them delivered,
-scheduled for retry, or dead. The deterministic event id is assigned inside the commit
-transaction from a persisted per-content ordinal, so a restart never reuses an id.
-
-All SQLite work runs in a worker thread, one operation at a time, on one connection.
+All SQLite work runs in one worker thread, one operation at a time, on one connection
+(:class:`bridge.outbox.aio.AsyncOutbox`); short reads may run on the event loop.
 """
 
 from __future__ import annotations
@@ -17,109 +11,19 @@ import json
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
-import trio
 
 from bridge import fsmode
 from bridge.errors import OutboxUnavailable
-from bridge.model import Event, event_id
+from bridge.model import event_id
+from bridge.outbox.schema import configure
+from bridge.outbox.types import Pending, Row, Settlements
 
-PENDING, DELIVERED, DEAD, SKIPPED = 0, 1, 2, 3
 ORDINAL_CACHE_SIZE = 20_000  # recent contents whose repeat count stays in memory
-STATE_NAMES = {PENDING: "pending", DELIVERED: "delivered", DEAD: "dead", SKIPPED: "skipped"}
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL,
-    source TEXT NOT NULL,
-    type TEXT NOT NULL,
-    subject TEXT,
-    received_at REAL NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_received ON events(received_at);
-CREATE INDEX IF NOT EXISTS events_id ON events(id);
-CREATE TABLE IF NOT EXISTS deliveries (
-    sink TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    state INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_at REAL NOT NULL DEFAULT 0,
-    first_failed_at REAL,
-    last_status INTEGER,
-    last_error TEXT,
-    updated_at REAL,
-    PRIMARY KEY (sink, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries(sink, state, seq);
-CREATE TABLE IF NOT EXISTS source_state (
-    source TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (source, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS ordinals (
-    source TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    last_seen REAL NOT NULL,
-    PRIMARY KEY (source, digest)
-) WITHOUT ROWID;
-"""
-
-
-@dataclass(slots=True)
-class Row:
-    """One event as a sink sees it."""
-
-    seq: int
-    id: str
-    source: str
-    type: str
-    subject: str | None
-    received_at: float
-    body: bytes
-    attempts: int = 0
-    next_at: float = 0.0
-    first_failed_at: float | None = None
-
-
-@dataclass
-class Settlements:
-    """Delivery outcomes waiting to be written together."""
-
-    delivered: list[int] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)
-    retries: list[tuple[int, float, int | None, str]] = field(default_factory=list)
-    dead: list[tuple[int, int | None, str]] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.delivered or self.skipped or self.retries or self.dead)
-
-    def merged(self, other: Settlements) -> Settlements:
-        return Settlements(
-            self.delivered + other.delivered,
-            self.skipped + other.skipped,
-            self.retries + other.retries,
-            self.dead + other.dead,
-        )
-
-
-@dataclass(slots=True)
-class Pending:
-    """What a source handed over for one commit."""
-
-    source: str
-    events: Sequence[Event]
-    state: Mapping[str, str | None] | None
-    received_at: float
-    done: trio.Event | None
 
 
 def encode_event(envelope: dict[str, Any]) -> bytes:
@@ -135,7 +39,7 @@ def encode_event(envelope: dict[str, Any]) -> bytes:
         return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-class Outbox:
+class OutboxCore:
     """Synchronous SQLite operations; use through :class:`AsyncOutbox` from trio code."""
 
     def __init__(self, path: Path, *, synchronous: str = "full") -> None:
@@ -150,11 +54,11 @@ class Outbox:
     def open(self) -> None:
         fsmode.ensure_private_file(self.path)  # 0600 (SQLite gives -wal/-shm the same), dir 0700
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-        conn.execute("PRAGMA foreign_keys=OFF")
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.executescript(_SCHEMA)
+        try:
+            configure(conn, self.synchronous)
+        except sqlite3.Error:
+            conn.close()
+            raise
         self.conn = conn
 
     def close(self) -> None:
@@ -177,14 +81,18 @@ class Outbox:
         transaction of its own, each with its own fsync.
         """
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # Every outbox write failure is one error for the callers: disk, lock, I/O.
+            raise OutboxUnavailable(f"{self.path}: {exc}") from exc
 
     @contextlib.contextmanager
     def _relaxed_sync(self) -> Iterator[None]:
@@ -340,140 +248,8 @@ class Outbox:
                 [(status, error, now, now, sink, s) for s, status, error in outcomes.dead],
             )
 
-    # -- operator views (dlq, replay, metrics) -------------------------------
-    def deliveries(
-        self,
-        *,
-        sink: str | None = None,
-        state: int | None = None,
-        ids: Sequence[str] = (),
-        since: float | None = None,
-        until: float | None = None,
-        limit: int = 1000,
-    ) -> list[dict[str, Any]]:
-        where, args = ["1=1"], []
-        if sink is not None:
-            where.append("d.sink=?")
-            args.append(sink)
-        if state is not None:
-            where.append("d.state=?")
-            args.append(state)
-        if ids:
-            where.append(f"e.id IN ({','.join('?' * len(ids))})")
-            args.extend(ids)
-        if since is not None:
-            where.append("e.received_at>=?")
-            args.append(since)
-        if until is not None:
-            where.append("e.received_at<?")
-            args.append(until)
-        rows = self.db.execute(
-            "SELECT d.sink, e.seq, e.id, e.source, e.type, e.subject, e.received_at, d.state, "
-            "d.attempts, d.last_status, d.last_error, d.updated_at FROM deliveries d "
-            f"JOIN events e ON e.seq=d.seq WHERE {' AND '.join(where)} ORDER BY e.seq LIMIT ?",
-            (*args, limit),
-        ).fetchall()
-        keys = (
-            "sink", "seq", "id", "source", "type", "subject", "received_at", "state",
-            "attempts", "last_status", "last_error", "updated_at",
-        )  # fmt: skip
-        return [dict(zip(keys, r, strict=True)) for r in rows]
-
-    def requeue(self, sink: str, seqs: Sequence[int]) -> int:
-        """Make deliveries pending again (dlq retry, replay); the event id stays the same."""
-        with self._transaction():
-            cur = self.db.executemany(
-                "INSERT INTO deliveries(sink, seq) VALUES (?,?) ON CONFLICT(sink, seq) DO UPDATE SET "
-                "state=0, next_at=0, attempts=0, first_failed_at=NULL, last_error=NULL, last_status=NULL",
-                [(sink, s) for s in seqs],
-            )
-        self.generation += 1
-        return cur.rowcount
-
-    def drop(self, sink: str, seqs: Sequence[int]) -> int:
-        with self._transaction():
-            cur = self.db.executemany(
-                "DELETE FROM deliveries WHERE sink=? AND seq=? AND state=2", [(sink, s) for s in seqs]
-            )
-        self.generation += 1
-        return cur.rowcount
-
-    def seqs_since(self, since: float, until: float | None = None) -> list[int]:
-        sql, args = "SELECT seq FROM events WHERE received_at>=?", [since]
-        if until is not None:
-            sql += " AND received_at<?"
-            args.append(until)
-        return [r[0] for r in self.db.execute(sql + " ORDER BY seq", args)]
-
-    def stats(self) -> dict[str, Any]:
-        """Backlog per sink and state, and the age of the oldest pending event."""
-        counts: dict[str, dict[str, int]] = {}
-        for sink, state, n in self.db.execute(
-            "SELECT sink, state, count(*) FROM deliveries GROUP BY sink, state"
-        ):
-            counts.setdefault(sink, {})[STATE_NAMES.get(state, str(state))] = n
-        oldest = {}
-        for sink, received in self.db.execute(
-            "SELECT d.sink, min(e.received_at) FROM deliveries d JOIN events e ON e.seq=d.seq "
-            "WHERE d.state=0 GROUP BY d.sink"
-        ):
-            oldest[sink] = received
-        total = self.db.execute("SELECT count(*) FROM events").fetchone()[0]
-        return {"events": total, "deliveries": counts, "oldest_pending": oldest}
-
-    def prune(self, retention: float) -> int:
-        """Delete events older than ``retention`` seconds that no sink still needs."""
-        cutoff = time.time() - retention
-        with self._transaction():
-            doomed = [
-                r[0]
-                for r in self.db.execute(
-                    "SELECT seq FROM events e WHERE received_at<? AND NOT EXISTS "
-                    "(SELECT 1 FROM deliveries d WHERE d.seq=e.seq AND d.state IN (0, 2)) LIMIT 10000",
-                    (cutoff,),
-                )
-            ]
-            self.db.executemany("DELETE FROM deliveries WHERE seq=?", [(s,) for s in doomed])
-            self.db.executemany("DELETE FROM events WHERE seq=?", [(s,) for s in doomed])
-            self.db.execute("DELETE FROM ordinals WHERE last_seen<?", (cutoff,))
-        self._ordinal_cache.clear()
-        return len(doomed)
-
     def probe_writable(self) -> None:
         """Raise OutboxUnavailable when a write transaction cannot be committed."""
-        try:
-            with self._transaction():
-                self.db.execute("INSERT INTO source_state VALUES ('~probe', 'probe', ?)", (str(time.time()),))
-                self.db.execute("DELETE FROM source_state WHERE source='~probe'")
-        except sqlite3.Error as exc:
-            raise OutboxUnavailable(f"{self.path}: {exc}") from exc
-
-
-class AsyncOutbox:
-    """Runs :class:`Outbox` operations in a worker thread, one at a time."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self.sync = outbox
-        self._limiter = trio.CapacityLimiter(1)
-
-    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await trio.to_thread.run_sync(
-            lambda: fn(*args, **kwargs), limiter=self._limiter, abandon_on_cancel=False
-        )
-
-    async def read(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """A short read on the event loop's own thread, in turn with the worker's operations.
-
-        Handing every small query to a worker thread costs two thread switches and, under
-        load, GIL handoffs that dominate the query itself. Reads in WAL mode never wait
-        for writers, so they are safe to run inline; writes (which may fsync or wait for
-        a lock) always go through :meth:`call`.
-        """
-        async with self._limiter:
-            return fn(*args, **kwargs)
-
-    async def open(self) -> None:
-        await self.call(self.sync.open)
-
-    async def close(self) -> None:
-        await self.call(self.sync.close)
+        with self._transaction():
+            self.db.execute("INSERT INTO source_state VALUES ('~probe', 'probe', ?)", (str(time.time()),))
+            self.db.execute("DELETE FROM source_state WHERE source='~probe'")
