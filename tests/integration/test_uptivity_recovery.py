@@ -7,6 +7,7 @@ silently, i.e. with no event on the wire), never the bridge's counters.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from functools import partial
@@ -15,6 +16,7 @@ from pathlib import Path
 import trio
 
 from bridge.simulators.uptivity import UptivitySimulator
+from bridge.sources.uptivity.api import enable_keepalive
 from tests.faults import FaultProxy
 from tests.helpers import LogCapture, read_jsonl, running_bridge, wait_for, write_config
 
@@ -248,3 +250,19 @@ async def test_no_time_zone_is_warned_by_check_config_and_said_in_readyz(tmp_pat
         await wait_for(lambda: bridge.sources["up"].health.state == "connected")
         detail = bridge.sources["up"].health.detail  # the /readyz detail of this source
     assert "times in UTC (default (UTC))" in detail
+
+
+def test_tcp_keepalive_is_set_so_a_vanished_peer_is_found_by_the_kernel() -> None:
+    """What finds a peer that is really gone (power cut, cable pulled) without any probe."""
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    try:
+        enable_keepalive(client, 7, 3, 4)
+        assert client.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 7
+            assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 3
+            assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
+    finally:
+        client.close()
+        server.close()

@@ -82,7 +82,7 @@ def events_request(request_id: int, event_class: str = "ALL", event_value: str =
     )
 
 
-def test_request(request_id: int) -> bytes:
+def echo_request(request_id: int) -> bytes:
     """The documented echo test."""
     return render_request([("TYPE", "TEST"), ("REQUESTID", str(request_id))])
 

@@ -26,10 +26,10 @@ from bridge.sources.uptivity.api import (
     ApiSession,
     Refused,
     answers,
+    echo_request,
     enable_keepalive,
     events_request,
     parse_answer,
-    test_request,
 )
 from bridge.sources.uptivity.mapping import LIVE_STATE, VENDOR, to_event
 from bridge.sources.uptivity.reconcile import (
@@ -313,7 +313,7 @@ class UptivitySource(ComponentBase):
         self.probes += 1
         try:
             async with self._api() as api:
-                await api.request("TEST", test_request)
+                await api.request("TEST", echo_request)
         except EndpointError as exc:
             ctx.log.warning("uptivity_probe_failed", api=f"{self.api_host}:{self.api_port}", error=str(exc))
             return False
