@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from hypothesis import given
@@ -30,6 +31,7 @@ from bridge.sources.uptivity.stream import (
 from tests.fuzzing import FUZZ, OutboxProbe
 
 LIMIT = 16 * 1024
+FIXTURES_DIR = Path(__file__).parent / "fixtures" / "uptivity"
 TZ = ZoneInfo("America/Chicago")
 PROBE = OutboxProbe()
 
@@ -203,3 +205,51 @@ def test_stray_result_tag_does_not_hold_back_later_events() -> None:
     assert numbers(events) == [1, 2]
     assert [j.reason for j in junk] == ["document cut off by the start of another document"] * 2
     assert splitter.buffered == 0
+
+
+VALUE_TEXT = st.lists(
+    st.sampled_from([*"abcXYZ019 &<>;#/!?-_.:'\"", "&amp;", "&lt;", "&#65;", "é", "€"]), max_size=40
+).map("".join)
+
+
+@FUZZ
+@given(VALUE_TEXT, st.sampled_from([b"GROUP", b"USER1", b"USER15", b"DEVICEALIAS"]), st.booleans())
+def test_a_value_as_the_proxy_sends_it_comes_out_as_sent_or_is_quarantined(
+    value: str, tag: bytes, one_line: bool
+) -> None:
+    """Lenient recovery never invents a value: the field is what was on the wire (with
+    the XML escapes the sender did use decoded), or the document is refused whole."""
+    sep = b"" if one_line else b"\n"
+    raw = (
+        b"<CALLCOPYEVENT>" + sep + b"<EVENTTYPE>CALLSTART</EVENTTYPE>" + sep + b"<EVENTDATA>" + sep
+        + b"<DEVICEID>1111</DEVICEID>" + sep + b"<" + tag + b">" + value.encode() + b"</" + tag + b">"
+        + sep + b"</EVENTDATA>" + sep + b"</CALLCOPYEVENT>"
+    )  # fmt: skip
+    try:
+        fields = element_fields(parse_document(raw))
+    except ParseError:
+        return
+    got = fields["EVENTDATA"]
+    assert got["DEVICEID"] == "1111" and set(got) == {"DEVICEID", tag.decode()}
+    # Decode only the escapes the sender used; everything else is literal text.
+    expected = value.replace("&amp;", "\0").replace("&lt;", "<").replace("&#65;", "A").replace("\0", "&")
+    assert got[tag.decode()] == expected
+
+
+@FUZZ
+@given(st.binary(max_size=300), st.integers(0, 2**32))
+def test_status_answers_never_crash_the_reconciler(noise: bytes, seed: int) -> None:
+    """A hostile or broken status answer is an error the bridge reports, never a crash."""
+    from bridge.sources.uptivity.api import parse_answer
+    from bridge.sources.uptivity.reconcile import devices_from_answer, transitions
+
+    base = (FIXTURES_DIR / "5.3-result-devicerecordingstatus-L764.xml").read_bytes()
+    rng = random.Random(seed)
+    pos = rng.randint(0, len(base))
+    raw = base[:pos] + noise + base[pos + rng.randint(0, 40) :]
+    try:
+        answer = parse_answer(raw)
+    except ParseError:
+        return
+    devices = devices_from_answer(answer.element)
+    transitions({}, devices, complete=True)
