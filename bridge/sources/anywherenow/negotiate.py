@@ -87,6 +87,59 @@ def _redirect_target(current: str, location: object) -> str:
     return target
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A negotiate answer: a redirect (``redirect``, ``token``) or a connection."""
+
+    redirect: str | None = None
+    token: str | None = None
+    ident: str = ""  # what goes in the WebSocket URL's ``id``
+    connection_id: str = ""
+
+
+def read_answer(raw: bytes, where: str = "negotiate") -> Answer:
+    """Read one negotiate answer (pure; the conformance fixtures test it)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise HubConnectError(
+            f"negotiate at {where} answered something that is not JSON: {bounded.excerpt(raw)}"
+        ) from None
+    if not isinstance(body, dict):
+        raise HubConnectError(f"negotiate at {where} answered JSON that is not an object")
+    if body.get("error"):
+        raise HubConnectError(f"negotiate refused: {bounded.excerpt(str(body['error']), 200, mask=False)}")
+    if body.get("url"):
+        token = body.get("accessToken")
+        if token is not None and not isinstance(token, str):
+            raise HubConnectError("negotiate redirect accessToken is not a string")
+        url = body["url"]
+        return Answer(redirect=url if isinstance(url, str) else "", token=token or None)
+    transports = body.get("availableTransports") or []
+    if not isinstance(transports, list):
+        transports = []
+    websockets = [
+        t
+        for t in transports
+        if isinstance(t, dict)
+        and t.get("transport") == "WebSockets"
+        and "Text" in (t.get("transferFormats") or [])
+    ]
+    if not websockets:
+        offered = [str(t.get("transport"))[:40] for t in transports[:10] if isinstance(t, dict)]
+        raise HubConnectError(
+            f"the hub does not offer the WebSockets transport with text frames (offered: {offered})"
+        )
+    version = body.get("negotiateVersion", 0)
+    # negotiate v1: the WebSocket ``id`` is the connectionToken; v0: the connectionId.
+    token = body.get("connectionToken") if isinstance(version, int) and version >= 1 else None
+    connection_id = body.get("connectionId")
+    ident = token or connection_id
+    if not isinstance(ident, str) or not ident or len(ident) > 1024:
+        raise HubConnectError("negotiate answer has no usable connectionId/connectionToken")
+    return Answer(ident=ident, connection_id=str(connection_id or ident)[:128])
+
+
 async def negotiate(
     client: httpx.AsyncClient,
     hub_url: str,
@@ -116,56 +169,22 @@ async def negotiate(
             raise HubConnectError(
                 f"negotiate at {where} answered HTTP {answer.status}{hint}", status=answer.status
             )
-        try:
-            body = json.loads(answer.body)
-        except (ValueError, RecursionError):
-            raise HubConnectError(
-                f"negotiate at {where} answered something that is not JSON: {bounded.excerpt(answer.body)}"
-            ) from None
-        if not isinstance(body, dict):
-            raise HubConnectError(f"negotiate at {where} answered JSON that is not an object")
-        if body.get("error"):
-            raise HubConnectError(
-                f"negotiate refused: {bounded.excerpt(str(body['error']), 200, mask=False)}"
-            )
-        if body.get("url"):
+        read = read_answer(answer.body, where)
+        if read.redirect is not None:
             if hop == MAX_REDIRECTS:
                 break
-            url = _redirect_target(url, body["url"])
-            token = body.get("accessToken")
-            if token is not None and not isinstance(token, str):
-                raise HubConnectError("negotiate redirect accessToken is not a string")
+            url = _redirect_target(url, read.redirect)
             # Never the configured credentials on another origin.
             send = dict(headers) if origin(url) == configured else {}
-            if token:
-                learnt.append(token)
-                send["Authorization"] = f"Bearer {token}"
+            if read.token:
+                learnt.append(read.token)
+                send["Authorization"] = f"Bearer {read.token}"
             continue
-        transports = body.get("availableTransports") or []
-        if not isinstance(transports, list):
-            transports = []
-        websockets = [
-            t
-            for t in transports
-            if isinstance(t, dict)
-            and t.get("transport") == "WebSockets"
-            and "Text" in (t.get("transferFormats") or [])
-        ]
-        if not websockets:
-            offered = [str(t.get("transport"))[:40] for t in transports[:10] if isinstance(t, dict)]
-            raise HubConnectError(
-                f"the hub does not offer the WebSockets transport with text frames (offered: {offered})"
-            )
-        version = body.get("negotiateVersion", 0)
-        token = body.get("connectionToken") if isinstance(version, int) and version >= 1 else None
-        connection_id = body.get("connectionId")
-        ident = token or connection_id
-        if not isinstance(ident, str) or not ident or len(ident) > 1024:
-            raise HubConnectError("negotiate answer has no usable connectionId/connectionToken")
+        ident, connection_id = read.ident, read.connection_id
         return Negotiated(
             websocket_url(with_query(url, id=ident)),
             send,
-            str(connection_id or ident)[:128],
+            connection_id,
             redirects=hop,
             secrets=learnt,
         )
