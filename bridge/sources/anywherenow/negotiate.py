@@ -167,7 +167,7 @@ async def negotiate(
         if answer.status != 200:
             hint = " (check access_token / headers)" if answer.status in (401, 403) else ""
             raise HubConnectError(
-                f"negotiate at {where} answered HTTP {answer.status}{hint}", status=answer.status
+                f"negotiate answered HTTP {answer.status}{hint} ({where})", status=answer.status
             )
         read = read_answer(answer.body, where)
         if read.redirect is not None:
