@@ -16,19 +16,11 @@ from typing import Any
 import structlog
 import trio
 
-from bridge import __version__, logs, registry
+from bridge import __version__, exits, logs, registry
 from bridge.config import BridgeConfig, ConfigError, load
 from bridge.errors import StartupError
 
-# Exit statuses (README "Exit statuses"): scripts and systemd tell the causes apart.
-EXIT_OK = 0
-EXIT_UNCLEAN = 1  # stopped, but not cleanly (a component kept failing during shutdown)
-EXIT_CONFIG = 2  # the configuration is wrong (file, key and fix on the line)
-EXIT_LISTEN = 3  # the admin listener cannot bind (port in use, no such address)
-EXIT_STATE_DIR = 4  # the state directory / outbox cannot be opened or written
-EXIT_TLS = 5  # a TLS file (ca_file, cert_file, key_file) cannot be read or parsed
-EXIT_INTERRUPTED = 130
-TLS_KEYS = frozenset({"ca_file", "cert_file", "key_file"})
+EXIT_CONFIG = exits.CONFIG  # kept for callers of the old name
 DEFAULT_CONFIG = "/etc/event-bridge/bridge.toml"
 
 
@@ -74,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         print(f"event-bridge: {error}", file=sys.stderr)
         return error.exit_status
-    return EXIT_OK if bridge.stopped_cleanly else EXIT_UNCLEAN
+    return exits.OK if bridge.stopped_cleanly else exits.UNCLEAN
 
 
 def _service_hooks() -> list[Any]:
@@ -186,13 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
-        if exc.key in TLS_KEYS:
-            print(f"event-bridge: TLS file error: {exc}", file=sys.stderr)
-            return EXIT_TLS
-        print(f"event-bridge: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        status, what = exits.for_config_error(exc)
+        print(f"event-bridge: {what}: {exc}", file=sys.stderr)
+        return status
     except StartupError as exc:
         print(f"event-bridge: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return exits.INTERRUPTED

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 import trio
 
-from bridge import logs
+from bridge import exits, logs
 from bridge.backoff import Backoff
 from bridge.committer import Committer, SourceEmitter
 from bridge.components import Configured, Sink, Source, SourceContext
@@ -33,15 +33,17 @@ from bridge.sinks.base import SinkFeed
 
 log = structlog.get_logger("bridge.service")
 
-EXIT_STATE_DIR = 4  # the state dir / outbox cannot be opened (README: exit statuses)
-
 
 class Bridge:
     def __init__(self, config: BridgeConfig, *, shutdown_grace: float = 10.0) -> None:
         self.config = config
         self.shutdown_grace = shutdown_grace
         self.outbox = AsyncOutbox(
-            Outbox(config.state_dir / "outbox.sqlite3", synchronous=config.outbox.synchronous, limits=config.outbox)
+            Outbox(
+                config.state_dir / "outbox.sqlite3",
+                synchronous=config.outbox.synchronous,
+                limits=config.outbox,
+            )
         )
         self.committer = Committer(self.outbox, batch_max=config.outbox.commit_batch)
         # bridge.* events (sink failing/disabled, source disconnected…): bridge.operational
@@ -87,7 +89,7 @@ class Bridge:
                 f"state dir {state_dir}: cannot open the outbox {self.outbox.sync.path}: {reason}; "
                 f"make the directory readable and writable by the bridge's user, or set [bridge] "
                 f"state_dir in {self.config.file}",
-                exit_status=EXIT_STATE_DIR,
+                exit_status=exits.STATE_DIR,
             ) from None
         try:
             await self.outbox.call(self.outbox.sync.probe_writable)
@@ -96,7 +98,7 @@ class Bridge:
             raise StartupError(
                 f"state dir {state_dir}: the outbox cannot be written ({exc}); free disk space or fix "
                 "the permissions, then start again",
-                exit_status=EXIT_STATE_DIR,
+                exit_status=exits.STATE_DIR,
             ) from None
 
     async def run(self, *, task_status: trio.TaskStatus[Bridge] = trio.TASK_STATUS_IGNORED) -> None:
@@ -300,9 +302,16 @@ class Bridge:
 
 
 def startup_error(exc: BaseException) -> StartupError | None:
-    """The StartupError inside ``exc`` (trio wraps errors of tasks in exception groups)."""
+    """The StartupError inside ``exc`` (trio wraps errors of tasks in exception groups).
+
+    A ConfigError a component raises while starting (a TLS file it loads at connect
+    time, say) is a startup error too, with the configuration error's exit status.
+    """
     if isinstance(exc, StartupError):
         return exc
+    if isinstance(exc, ConfigError):
+        status, what = exits.for_config_error(exc)
+        return StartupError(f"{what}: {exc}", exit_status=status)
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
             found = startup_error(inner)

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 import structlog
 import trio
 
+from bridge import exits
 from bridge.admin import console
 from bridge.admin.cache import AdminCache
 from bridge.asgi import BodyTooLarge, Disconnected, lifespan, read_body, serve_asgi
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("bridge.admin")
 
-EXIT_LISTEN = 3  # the admin listener cannot bind (see the README's exit-status table)
 STATIC = {
     "index.html": "text/html; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
@@ -228,7 +228,7 @@ def bind_error(listen: str, exc: OSError, config_file: str) -> StartupError:
     return StartupError(
         f"admin listener {listen}: {reason}; set a free address in [admin] listen of {config_file} "
         "(or enabled = false)",
-        exit_status=EXIT_LISTEN,
+        exit_status=exits.LISTEN,
     )
 
 
