@@ -201,3 +201,31 @@ async def test_rest_state_set_and_capabilities(nursery: trio.Nursery) -> None:
         assert sim.calls[("ucc-demo-name", "c1")].recording == 1
         sim.v2_enabled = False
         assert (await client.get(f"{base}/api/v2/recording/ucc-demo-name/c1")).status_code == 404
+
+
+async def test_rest_answer_variants_the_doc_allows(nursery: trio.Nursery) -> None:
+    """Not-found as 200 or 404 with an ErrorMessage, RecordingState 0 for a live call,
+    camelCase answers, silent changes, and an Azure-style negotiate redirect."""
+    sim = AnywhereNowSimulator(not_found="200", report_uninitialized=True, rest_casing="camel")
+    await nursery.start(sim.serve)
+    base = sim.rest_url()
+    async with httpx.AsyncClient() as client:
+        missing = await client.get(f"{base}/api/v2/recording/ucc-demo-name/nope")
+        assert missing.status_code == 200 and missing.json()["ErrorMessage"]["Message"]
+        sim.not_found = "404"
+        assert (await client.get(f"{base}/api/v2/recording/ucc-demo-name/nope")).status_code == 404
+        assert await sim.send_state("ucc-demo-name", "live", "Start") == 0  # nobody listening
+        sim.set_state("ucc-demo-name", "live", "Mark")  # silent: no hub message at all
+        sim.set_state("ucc-demo-name", "live", "Save")
+        state = (await client.get(f"{base}/api/v2/recording/ucc-demo-name/live")).json()
+        assert state == {
+            "correlationId": "live",
+            "recordingState": 0,
+            "markingState": 1,
+            "savingState": 1,
+            "errorMessage": None,
+            "uccName": "ucc-demo-name",
+        }
+        sim.redirect = ("https://elsewhere.example/client/?hub=h", "issued-token")
+        answer = (await client.post(f"{sim.hub_url()}/negotiate?negotiateVersion=1")).json()
+        assert answer == {"url": "https://elsewhere.example/client/?hub=h", "accessToken": "issued-token"}

@@ -74,6 +74,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-wait", action="store_true", help="generate events even before the first client connects"
     )
+    parser.add_argument(
+        "--not-found",
+        choices=("404", "200"),
+        default="404",
+        help="answer an unknown session with HTTP 404 or HTTP 200, both with an ErrorMessage (default 404)",
+    )
+    parser.add_argument(
+        "--report-uninitialized",
+        action="store_true",
+        help="REST answers RecordingState 0 for calls that are recording (as the doc's example does)",
+    )
+    parser.add_argument(
+        "--rest-casing", choices=("pascal", "camel"), default="pascal", help="property casing of REST answers"
+    )
+    parser.add_argument(
+        "--silent-rate",
+        type=float,
+        default=0.0,
+        help="share (0..1) of generated Mark/UnMark/Save/Delete changes made without a hub message",
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed for generated calls")
     parser.add_argument("--certfile", default=None, help="serve HTTPS/WSS with this certificate (PEM)")
     parser.add_argument("--keyfile", default=None, help="private key for --certfile")
@@ -99,8 +119,10 @@ async def generate(
     seed: int | None,
     *,
     echo: bool = True,
+    silent_rate: float = 0.0,
 ) -> None:
-    """Interleave a few calls' scripts at ``rate`` changes per second."""
+    """Interleave a few calls' scripts at ``rate`` changes per second; ``silent_rate`` of
+    the Mark/UnMark/Save/Delete changes happen without a hub message (only REST shows them)."""
     rng = random.Random(seed)
     active: list[tuple[str, str, list[int]]] = []
     sent = itertools.count(1)
@@ -111,7 +133,11 @@ async def generate(
         action = script.pop(0)
         if not script:
             active.remove((ucc, correlation_id, script))
-        reached = await sim.send_state(ucc, correlation_id, action)
+        if action in (4, 5, 6, 7) and rng.random() < silent_rate:
+            sim.set_state(ucc, correlation_id, action)
+            reached = 0
+        else:
+            reached = await sim.send_state(ucc, correlation_id, action)
         n = next(sent)
         if echo:
             print(f"[{n}] {ucc} {correlation_id} {ACTIONS[action]} -> {reached} client(s)", flush=True)
@@ -137,6 +163,9 @@ async def main(args: argparse.Namespace) -> None:
         ping_interval=args.ping_interval,
         v2_enabled=not args.no_v2,
         agent_can_edit=not args.agents_cannot_edit,
+        not_found=args.not_found,
+        report_uninitialized=args.report_uninitialized,
+        rest_casing=args.rest_casing,
     )
     scheme = "https" if args.certfile else "http"
 
@@ -171,7 +200,14 @@ async def main(args: argparse.Namespace) -> None:
             if not args.no_wait:
                 print("waiting for the first client before generating events", flush=True)
                 await sim.wait_for_clients(1, poll=0.1)
-            nursery.start_soon(generate, sim, args.ucc or ["ucc-demo-name"], args.rate, args.count, args.seed)
+            nursery.start_soon(
+                partial(generate, silent_rate=args.silent_rate),
+                sim,
+                args.ucc or ["ucc-demo-name"],
+                args.rate,
+                args.count,
+                args.seed,
+            )
 
 
 class DemoHub:

@@ -17,6 +17,16 @@ ACTION_NUMBERS = {name.lower(): number for number, name in ACTIONS.items()}
 ERROR_CONFIGURATION, ERROR_VALIDATION = 1, 2  # the doc's "Configuration" / "Validation" errors (order)
 
 
+def camel(name: str) -> str:
+    """ASP.NET Core's (System.Text.Json) camelCase: ``UCCName`` -> ``uccName``."""
+    i = 0
+    while i < len(name) and name[i].isupper():
+        i += 1
+    if 1 < i < len(name):
+        i -= 1  # the last capital starts the next word
+    return name[:i].lower() + name[i:]
+
+
 def _push(client: _Client, item: tuple[str, Any]) -> bool:
     """Queue a frame for one client; a client that is gone or hopelessly behind is skipped."""
     try:
@@ -72,7 +82,7 @@ class CallRecord:
             "UCCName": self.ucc,
         }
         if casing == "camel":
-            return {k[:1].lower() + k[1:]: v for k, v in body.items()}
+            return {camel(k): v for k, v in body.items()}
         return body
 
 
