@@ -93,7 +93,7 @@ def summary(bridge: Bridge, cache: AdminCache) -> dict[str, Any]:
                 "delivered": health.delivered,
                 "rate_per_s": round(window.rate(now), 3) if window else 0.0,
                 "latency": window.percentiles() if window else {"p50": None, "p90": None, "p99": None},
-                "can_toggle": isinstance(sink, Toggleable),
+                "can_toggle": can_toggle(bridge, name, sink),
                 "extra": {k: v for k, v in health.extra.items() if isinstance(v, int | float | str | bool)},
             }
         )
@@ -231,9 +231,13 @@ async def act(bridge: Bridge, action: str, body: Mapping[str, Any]) -> dict[str,
         count = await outbox.call(outbox.sync.requeue, name, seqs) if seqs else 0
     elif action in ("enable", "disable"):
         name, sink = _sink(bridge, body)
-        if not isinstance(sink, Toggleable):
+        if isinstance(sink, Toggleable):
+            sink.set_enabled(action == "enable")
+        elif _kind(bridge, name) == "webhook":
+            # The same state `event-bridge endpoint enable|disable` writes; the sink reads it.
+            await outbox.call(_set_endpoint, outbox.sync, name, action == "enable")
+        else:
             raise ActionError(409, f"sink {name!r} cannot be enabled or disabled at run time")
-        sink.set_enabled(action == "enable")
         count = 1
     else:
         raise ActionError(404, f"unknown action {action!r}")
@@ -247,3 +251,28 @@ def _dead_among(view: Outbox, sink: str, seqs: list[int]) -> list[int]:
         f"SELECT seq FROM deliveries WHERE sink=? AND state=2 AND seq IN ({marks})", (sink, *seqs)
     )
     return [r[0] for r in rows]
+
+
+def _kind(bridge: Bridge, sink: str) -> str | None:
+    return next((c.kind for c in bridge.config.sinks if c.name == sink), None)
+
+
+def can_toggle(bridge: Bridge, name: str, sink: Sink) -> bool:
+    return isinstance(sink, Toggleable) or _kind(bridge, name) == "webhook"
+
+
+def _set_endpoint(view: Outbox, sink: str, enabled: bool) -> None:
+    from bridge.sinks.webhook import disable as endpoint
+
+    if enabled:
+        endpoint.enable(view.db, sink)
+        return
+    state = endpoint.load(view.db, sink) or endpoint.EndpointState()
+    if state.enabled:
+        endpoint.save(
+            view.db,
+            sink,
+            endpoint.EndpointState(
+                enabled=False, reason="operator", disabled_at=time.time(), failing_since=state.failing_since
+            ),
+        )
