@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from bridge.logs import printable
+from bridge.operational import type_wanted
 from bridge.outbox import Outbox
-from bridge.sinks.webhook.disable import EndpointState, load, save
+from bridge.sinks.webhook.disable import EndpointState, enable, load, save
 
 EXIT_USAGE = 2
 
@@ -25,14 +26,20 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else "-"
 
 
-def _pending(outbox: Outbox, sink: str) -> int:
-    row = outbox.db.execute("SELECT count(*) FROM deliveries WHERE sink=? AND state=0", (sink,)).fetchone()
-    return int(row[0])
+def _pending(outbox: Outbox, sink: str, types: Sequence[str] = ("*",)) -> int:
+    """Pending events this endpoint will be sent (what its ``types`` filter lets through)."""
+    rows = outbox.db.execute(
+        "SELECT e.type, count(*) FROM deliveries d JOIN events e ON e.seq=d.seq "
+        "WHERE d.sink=? AND d.state=0 GROUP BY e.type",
+        (sink,),
+    ).fetchall()
+    return sum(int(n) for kind, n in rows if type_wanted(types, kind))
 
 
 def cmd_endpoint(args: argparse.Namespace, load_config: Callable[[str], Any]) -> int:
     config = load_config(args.config)
-    webhooks = [c.name for c in config.sinks if c.kind == "webhook"]
+    types = {c.name: tuple(c.settings.types) for c in config.sinks if c.kind == "webhook"}
+    webhooks = list(types)
     names = webhooks if args.action == "status" and not args.name else [args.name]
     unknown = [n for n in names if n not in webhooks]
     if unknown or not names:
@@ -44,16 +51,19 @@ def cmd_endpoint(args: argparse.Namespace, load_config: Callable[[str], Any]) ->
     outbox.open()
     try:
         if args.action == "status":
-            return _status(outbox, names, args.json)
+            return _status(outbox, names, types, args.json)
         (name,) = names
         if args.action == "enable":
-            save(outbox.db, name, EndpointState())
-            print(f"endpoint {name} enabled: {_pending(outbox, name)} pending event(s) go out in order")
+            enable(outbox.db, name)
+            print(
+                f"endpoint {name} enabled: {_pending(outbox, name, types[name])} pending event(s) go out in order"
+            )
         else:
             state = load(outbox.db, name) or EndpointState()
             if state.enabled:
-                state = EndpointState(enabled=False, reason="operator", disabled_at=time.time(),
-                                      failing_since=state.failing_since)  # fmt: skip
+                now = time.time()
+                state = EndpointState(enabled=False, reason="operator", disabled_at=now,
+                                      failing_since=state.failing_since, changed_at=now)  # fmt: skip
                 save(outbox.db, name, state)
             print(f"endpoint {name} disabled: new events are kept in the outbox until "
                   f"'event-bridge endpoint enable {name}'")  # fmt: skip
@@ -62,10 +72,10 @@ def cmd_endpoint(args: argparse.Namespace, load_config: Callable[[str], Any]) ->
         outbox.close()
 
 
-def _status(outbox: Outbox, names: list[str], as_json: bool) -> int:
+def _status(outbox: Outbox, names: list[str], types: dict[str, tuple[str, ...]], as_json: bool) -> int:
     for name in names:
         state = load(outbox.db, name) or EndpointState()
-        pending = _pending(outbox, name)
+        pending = _pending(outbox, name, types[name])
         if as_json:
             print(json.dumps({"sink": name, "pending": pending, **state.__dict__}))
             continue

@@ -88,6 +88,7 @@ class EndpointControls:
         self.failing_threshold = 5
         self.auth_error: str | None = None
         self._announced_failing = False
+        self._dirty = False  # the enabled state changed and is not saved yet
         self._checked = -1e18
 
     @property
@@ -193,15 +194,16 @@ class EndpointControls:
                 attempts=row.attempts + 1,
             )  # fmt: skip
 
-    async def after(self, feed: SinkFeed, health: SinkHealth, rows: list[Row], outcome: Outcome) -> None:
-        """An outcome was recorded: count it, maybe disable, tell the operational events."""
+    def record(self, health: SinkHealth, outcome: Outcome) -> None:
+        """An outcome was just recorded (synchronously, before any other request can start):
+        count it, maybe disable the endpoint, tell the operational events."""
         now = self.clock()
         op = self.operational
         if outcome.kind == "ok":
             since = self.disabler.state.failing_since
             if self.disabler.success():
                 if since is not None:  # the streak's start was persisted: clear it
-                    await feed.outbox.call(save, feed.outbox.sync.db, self.name, self.disabler.state)
+                    self._changed()
                 if self._announced_failing and op is not None:
                     op.sink_recovered(self.name, "webhook", since=since, now=now)
                 self._announced_failing = False
@@ -210,9 +212,9 @@ class EndpointControls:
             return
         streak = self.disabler.state.failing_since
         reason = "gone" if outcome.kind == "gone" else self.disabler.failure(now, outcome.error)
-        if streak is None and reason is None and self.disabler.state.failing_since is not None:
-            # The first failure after a success: persisted, so disable_after counts across restarts.
-            await feed.outbox.call(save, feed.outbox.sync.db, self.name, self.disabler.state)
+        # The first failure after a success is persisted: disable_after counts across restarts.
+        if streak is None and self.disabler.state.failing_since is not None:
+            self._changed()
         if (
             outcome.kind != "gone"
             and not self._announced_failing
@@ -226,14 +228,22 @@ class EndpointControls:
                 )  # fmt: skip
         if self.auth_error is not None and self.enabled:
             health.state, health.detail = "error", self.auth_error
-        if reason is None or not self.enabled:
-            if not self.enabled:
-                self._show_disabled(health)
-            return
-        self.disabler.disable(reason, now, outcome.error)
-        self._show_disabled(health)
-        self._announce_disabled(reason, outcome.error)
-        await feed.outbox.call(save, feed.outbox.sync.db, self.name, self.disabler.state)
+        if reason is not None and self.enabled:
+            self.disabler.disable(reason, now, outcome.error)
+            self._dirty = True
+            self._announce_disabled(reason, outcome.error)
+        if not self.enabled:
+            self._show_disabled(health)
+
+    def _changed(self) -> None:
+        self.disabler.state.changed_at = time.time()
+        self._dirty = True
+
+    async def after(self, feed: SinkFeed, health: SinkHealth, rows: list[Row], outcome: Outcome) -> None:
+        """Once the outcome is on disk: persist the enabled state if :meth:`record` changed it."""
+        if self._dirty:
+            self._dirty = False
+            await feed.outbox.call(save, feed.outbox.sync.db, self.name, self.disabler.state)
 
 
 def describe_state(state: EndpointState | None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,6 +42,7 @@ class EndpointState:
     disabled_at: float | None = None
     error: str = ""
     failing_since: float | None = None
+    changed_at: float = 0.0  # wall time of the decision: a later decision is never overwritten
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -54,7 +56,9 @@ class EndpointState:
         if not isinstance(raw, dict):
             return cls()
         known = {
-            k: raw[k] for k in ("enabled", "reason", "disabled_at", "error", "failing_since") if k in raw
+            k: raw[k]
+            for k in ("enabled", "reason", "disabled_at", "error", "failing_since", "changed_at")
+            if k in raw
         }
         return cls(**known)
 
@@ -95,13 +99,14 @@ class AutoDisable:
         return None
 
     def disable(self, reason: str, now: float, error: str = "") -> None:
+        self.state.changed_at = time.time()
         self.state.enabled = False
         self.state.reason = reason
         self.state.disabled_at = now
         self.state.error = error
 
     def enable(self) -> None:
-        self.state = EndpointState()
+        self.state = EndpointState(changed_at=time.time())
         self.failures = 0
 
 
@@ -112,11 +117,32 @@ def load(db: sqlite3.Connection, sink: str) -> EndpointState | None:
 
 
 def save(db: sqlite3.Connection, sink: str, state: EndpointState) -> None:
+    """Store ``state`` unless a later decision is stored already (the sink's write of a
+    disable it decided before an operator's ``enable`` must not undo that enable)."""
     try:
         db.execute(
             "INSERT INTO source_state(source, key, value) VALUES (?,?,?) "
-            "ON CONFLICT(source, key) DO UPDATE SET value=excluded.value",
+            "ON CONFLICT(source, key) DO UPDATE SET value=excluded.value WHERE "
+            "coalesce(json_extract(source_state.value, '$.changed_at'), 0) "
+            "<= json_extract(excluded.value, '$.changed_at')",
             (scope(sink), KEY, state.to_json()),
         )
+    except sqlite3.Error as exc:
+        raise OutboxUnavailable(f"endpoint state of {sink}: {exc}") from exc
+
+
+def enable(db: sqlite3.Connection, sink: str) -> None:
+    """Enable ``sink`` and make its pending events due now (``event-bridge endpoint enable``):
+    a retry time set while it was failing would otherwise hold its backlog for hours."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            save(db, sink, EndpointState(changed_at=time.time()))
+            db.execute("UPDATE deliveries SET next_at=0 WHERE sink=? AND state=0 AND next_at>0", (sink,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
     except sqlite3.Error as exc:
         raise OutboxUnavailable(f"endpoint state of {sink}: {exc}") from exc

@@ -203,6 +203,7 @@ class WebhookSink(ComponentBase):
         try:
             outcome = await self._post(client, rows)
             self._record(feed, rows, outcome)
+            self.controls.record(self.health, outcome)  # may disable: before anything else starts
             recorded = True
         finally:
             self.scheduler.finished(rows)

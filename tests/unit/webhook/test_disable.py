@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bridge.outbox import Outbox
-from bridge.sinks.webhook.disable import AutoDisable, EndpointState, load, save
+from bridge.sinks.webhook.disable import AutoDisable, EndpointState, enable, load, save
 
 DAY = 86400.0
 
@@ -58,3 +58,17 @@ def test_state_survives_a_reopen_of_the_outbox(tmp_path: Path) -> None:
 def test_a_garbled_state_reads_as_enabled() -> None:
     assert EndpointState.from_json("{not json") == EndpointState()
     assert EndpointState.from_json("[1]") == EndpointState()
+
+
+def test_a_late_write_of_an_older_decision_does_not_undo_a_later_one(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.sqlite3")
+    box.open()
+    decided = EndpointState(enabled=False, reason="gone", changed_at=100.0)  # the sink decided at 100…
+    enable(box.db, "hook")  # …an operator enabled it later…
+    save(box.db, "hook", decided)  # …and the sink's write of its decision lands only now
+    state = load(box.db, "hook")
+    assert state is not None and state.enabled
+    save(box.db, "hook", EndpointState(enabled=False, reason="operator", changed_at=state.changed_at + 1))
+    state = load(box.db, "hook")
+    assert state is not None and not state.enabled and state.reason == "operator"
+    box.close()
