@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
 SECRET = "whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1ldmVudC1icmlkZ2U="
-SCENARIOS = ("ingest", "delivery", "latency", "encore", "memory", "peer")
+SCENARIOS = ("ingest", "delivery", "latency", "encore", "memory", "peer", "fanout", "backlog", "subjects")
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
 
@@ -146,10 +146,12 @@ def uptivity_source(port: int, name: str = "uptivity-bench") -> str:
     return f'[[sources.uptivity]]\nname = "{name}"\nhost = "127.0.0.1"\nport = {port}\nreconnect_min = 0.05\nreconnect_max = 0.5\n'
 
 
-def webhook_sink(url: str, *, mode: str = "structured", types: str = '["*"]', concurrency: int = 4) -> str:
+def webhook_sink(
+    url: str, *, mode: str = "structured", types: str = '["*"]', concurrency: int = 4, name: str = "hook"
+) -> str:
     return (
-        f'[[sinks.webhook]]\nname = "hook"\nurl = "{url}"\nmode = "{mode}"\nsecrets = ["{SECRET}"]\n'
-        f"types = {types}\nmax_concurrency = {concurrency}\n"
+        f'[[sinks.webhook]]\nname = "{name}"\nurl = "{url}"\nmode = "{mode}"\nsecrets = ["{SECRET}"]\n'
+        f"types = {types}\nmax_in_flight = {concurrency}\n"
     )
 
 
@@ -312,8 +314,11 @@ def _bridge_cpu(bridge: Proc) -> float:
     return cpu_seconds(_bridge_pid(bridge))
 
 
-def prefill(run_dir: Path, n: int) -> bytes:
-    """Commit ``n`` Uptivity events to a fresh outbox for sink "hook"; returns one body."""
+def prefill(
+    run_dir: Path, n: int, *, sinks: Sequence[str] = ("hook",), subjects: int = 100, start_at: int = 1
+) -> bytes:
+    """Commit ``n`` Uptivity events (over ``subjects`` devices) to the outbox for ``sinks``;
+    returns one body."""
     sys.path.insert(0, str(ROOT))
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
@@ -325,17 +330,18 @@ def prefill(run_dir: Path, n: int) -> bytes:
 
     outbox = Outbox(run_dir / "state" / "outbox.sqlite3", synchronous="normal")
     outbox.open()
-    outbox.set_sinks(["hook"])
+    outbox.set_sinks(list(sinks))
     tz, now = ZoneInfo("UTC"), datetime.now(UTC)
-    for start in range(1, n + 1, 1000):
+    end = start_at + n - 1
+    for start in range(start_at, end + 1, 1000):
         events = [
             to_event(
-                element_fields(parse_document(numbered_event(i, 100))),
+                element_fields(parse_document(numbered_event(i, subjects))),
                 source_name="uptivity-bench",
                 tz=tz,
                 received=now,
             )
-            for i in range(start, min(n, start + 999) + 1)
+            for i in range(start, min(end, start + 999) + 1)
         ]
         outbox.commit([Pending("uptivity-bench", events, None, time.time(), None)])
     body = outbox.db.execute("SELECT body FROM events ORDER BY seq LIMIT 1").fetchone()[0]
@@ -798,6 +804,9 @@ def table(results: dict[str, Any]) -> str:
         if "p99_ratio" in p:
             add("Peer: p99 @1,000/s", f"{p['bridge']['p99_ms_at_1000']} ms", f"Node-RED {p['node-red']['p99_ms_at_1000']} ms",
                 f"{p['p99_ratio']:.2f}×", _ok(p["p99_ratio"] < 1, "< 1×"))  # fmt: skip
+    import scale
+
+    scale.table_rows(r, add, _ok)
     header = ("scenario", "bridge", "baseline", "ratio", "target")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(5)]
     lines = [
@@ -824,6 +833,7 @@ def main() -> None:
         "--profile", action="store_true", help="run the ingest bridge under py-spy (speedscope files)"
     )
     parser.add_argument("--out", default=str(BENCH / "results" / "latest.json"))
+    parser.add_argument("--repeat", type=int, default=1, help="run each scenario N times: medians and spread")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, outboxes)")
     parser.add_argument(
         "--tree",
@@ -845,19 +855,30 @@ def main() -> None:
     }
     began = time.monotonic()
     try:
+        import repeat
+        import scale
+
+        spread: dict[str, Any] = {}
         for name in chosen:
             t = time.monotonic()
-            print(f"== {name} …", file=sys.stderr, flush=True)
-            scenario_dir = _mk(workdir / name)
-            if name == "latency":
-                results[name] = scenario_latency(args, scenario_dir, results)
-            else:
-                results[name] = globals()[f"scenario_{name}"](args, scenario_dir)
+            runs = []
+            for i in range(args.repeat):
+                print(f"== {name} ({i + 1}/{args.repeat}) …", file=sys.stderr, flush=True)
+                scenario_dir = _mk(workdir / f"{name}-{i}")
+                if name == "latency":
+                    runs.append(scenario_latency(args, scenario_dir, results))
+                elif name in scale.SCENARIOS:
+                    runs.append(scale.SCENARIOS[name](args, scenario_dir, sys.modules[__name__]))
+                else:
+                    runs.append(globals()[f"scenario_{name}"](args, scenario_dir))
+            results[name], spread[name] = repeat.combine(runs)
             print(
                 f"   {name} done in {time.monotonic() - t:.0f}s: {json.dumps(results[name])[:400]}",
                 file=sys.stderr,
                 flush=True,
             )
+        results["repeat"] = args.repeat
+        results["spread"] = spread
     finally:
         results["seconds"] = round(time.monotonic() - began, 1)
         results["load_average_at_end"] = os.getloadavg()
@@ -872,6 +893,10 @@ def main() -> None:
     print(f"\nevent-bridge bench — {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB, Python {m['python']}, "
           f"receiver: h11 204 on loopback; {results['seconds']:.0f} s\n")  # fmt: skip
     print(table(results))
+    if args.repeat > 1:
+        import repeat
+
+        print("\n" + repeat.spread_lines(results.get("spread", {}), args.repeat))
     print(f"\nJSON: {args.out}")
 
 

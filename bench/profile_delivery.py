@@ -1,0 +1,56 @@
+"""Profile the bridge delivering a prefilled outbox to one webhook (py-spy, raw stacks).
+
+    .venv/bin/python bench/profile_delivery.py [--events 12000] [--mode structured] [--out prof.txt]
+
+Prints the receiver's rate and the top of bench/profile_summary.py for the bridge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import run  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=12_000)
+    parser.add_argument("--mode", default="structured")
+    parser.add_argument("--sinks", type=int, default=1)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--duration", type=int, default=6, help="seconds of profile")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="eb-prof-"))
+    out = args.out or str(work / "prof.txt")
+    (work / "state").mkdir()
+    with run.processes() as procs:
+        receiver = run.Receiver(procs, work)
+        names = ["hook"] + [f"hook{i}" for i in range(1, args.sinks)]
+        run.prefill(work, args.events, sinks=names)
+        receiver.reset()
+        sinks = "".join(run.webhook_sink(receiver.url, mode=args.mode, name=n) for n in names)
+        config = run.bridge_config(work, sources=run.uptivity_source(run.free_port()), sinks=sinks)
+        bridge = run.start_bridge(procs, work, config)
+        while not receiver.stats()["events"]:
+            time.sleep(0.05)
+        spy = [str(run.ROOT / ".venv/bin/py-spy"), "record", "-r", "200", "-f", "raw", "-o", out,
+               "--duration", str(args.duration), "--pid", str(bridge.pid)]  # fmt: skip
+        subprocess.run(spy, check=False, capture_output=True)
+        stats = receiver.wait_events(args.events * args.sinks, timeout=180, quiet=5)
+        print(f"{stats['events']} events, {run.throughput(stats):.0f} ev/s")
+        bridge.stop()
+        procs.remove(bridge)
+        time.sleep(1)
+    subprocess.run([sys.executable, str(BENCH / "profile_summary.py"), out, "--top", "40"], check=False)
+
+
+if __name__ == "__main__":
+    main()
