@@ -37,7 +37,7 @@ def _load_config(path: str) -> BridgeConfig:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
     for warning in config.warnings:
-        print(f"event-bridge: warning: {warning}", file=sys.stderr)
+        print(f"event-bridge: warning: {logs.safe_text(warning)}", file=sys.stderr)
     print(
         f"{config.file}: OK — {len(config.sources)} source(s): "
         + ", ".join(f"{c.kind}:{c.name}" for c in config.sources)
@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
     logs.configure(args.log_level or config.log_level)
     for warning in config.warnings:
-        structlog.get_logger("bridge.config").warning("config_warning", warning=warning)
+        structlog.get_logger("bridge.config").warning("config_warning", warning=logs.safe_text(warning))
     bridge = Bridge(config, shutdown_grace=args.shutdown_grace)
     for hook in _service_hooks():
         hook(bridge, args)
@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         error = startup_error(exc)
         if error is None:
             raise
-        print(f"event-bridge: {error}", file=sys.stderr)
+        print(f"event-bridge: {logs.safe_text(str(error))}", file=sys.stderr)
         return error.exit_status
     return exits.OK if bridge.stopped_cleanly else exits.UNCLEAN
 
@@ -179,10 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         status, what = exits.for_config_error(exc)
-        print(f"event-bridge: {what}: {exc}", file=sys.stderr)
+        print(f"event-bridge: {what}: {logs.safe_text(str(exc))}", file=sys.stderr)  # no URL credentials
         return status
     except StartupError as exc:
-        print(f"event-bridge: {exc}", file=sys.stderr)
+        print(f"event-bridge: {logs.safe_text(str(exc))}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         return exits.INTERRUPTED

@@ -18,6 +18,8 @@ from typing import Any
 
 import structlog
 
+from bridge.netutil import redact_url
+
 REDACTED = "[REDACTED]"
 
 # C0 and C1 controls, DEL, the Unicode line/paragraph separators and the bidirectional
@@ -31,6 +33,16 @@ def printable(value: object) -> str:
     Escapes are JSON-compatible (``\\u000a``), so a JSON line stays valid JSON.
     """
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value))
+
+
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def safe_text(text: str) -> str:
+    """A message for the operator's eyes (config errors, warnings, check-config) with every
+    URL passed through :func:`bridge.netutil.redact_url` and every known secret replaced:
+    the net under components that quote what they were given."""
+    return redactor.scrub(_URL.sub(lambda m: redact_url(m.group()), text))
 
 
 _EXCERPT_LIMIT = 120
