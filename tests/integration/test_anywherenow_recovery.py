@@ -115,7 +115,9 @@ async def test_a_200_with_error_message_for_an_unknown_session_ends_the_call(
         await back(sim, source, 3)
     stopped = emitter.events[1]
     assert stopped.type == "recording.stopped" and stopped.data["reconcile_reason"] == "session_not_found"
-    assert stopped.data["error"]["Message"] == "No recording session found for this CorrelationId"
+    assert (
+        stopped.data["raw"]["ErrorMessage"]["Message"] == "No recording session found for this CorrelationId"
+    )
     assert len(emitter.events) == 2 and emitter.state == {}
     (line,) = log_capture.events("anywherenow_rest_error_message")
     assert (line["status"], line["ucc"], line["correlation_id"]) == (200, UCC, "vanished")

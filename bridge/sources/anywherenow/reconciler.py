@@ -31,6 +31,8 @@ from bridge.sources.anywherenow.mapping import (
     Action,
     action_type,
     enum_name,
+    field,
+    parse_enum,
     unknown_type,
 )
 
@@ -167,25 +169,24 @@ def reconciled_event(
     transition: Transition,
     body: dict[str, Any] | None,
     reason: str,
-    error: dict[str, Any] | None = None,
 ) -> Event:
     """An event the bridge inferred from the REST answer after missing the live one."""
     names = {"recording": RECORDING_STATES, "marking": MARKING_STATES, "saving": SAVING_STATES}[
         transition.dimension
     ]
+    recording = parse_enum(field(body, "RecordingState"), RECORDING_STATES) if body else None
+    # Only the fields the event schemas declare (bridge/schemas, closed): the REST answer
+    # itself, ErrorMessage included, is data.raw.
     data: dict[str, Any] = {
         "ucc_name": ucc,
         "correlation_id": correlation_id,
         "action": None,
         "reconciled": True,
         "reconcile_reason": reason,
-        "state": transition.dimension,
         "last_seen": enum_name(transition.before, names),
-        "now": enum_name(transition.after, names),
+        "recording_state": enum_name(recording, RECORDING_STATES),
         "raw": body,
     }
-    if error is not None:
-        data["error"] = error
     return Event(
         source_name=source_name,
         vendor=VENDOR,

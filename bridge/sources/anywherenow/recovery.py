@@ -138,10 +138,8 @@ class Recovery:
         self, ctx: SourceContext, key: Key, outcome: Reconciled, answer: RestAnswer, reason: str
     ) -> None:
         src = self.source
-        error = answer.error.as_dict() if answer.error is not None else None
         events: list[Event] = [
-            reconciled_event(src.name, key[0], key[1], t, answer.body, reason, error)
-            for t in outcome.transitions
+            reconciled_event(src.name, key[0], key[1], t, answer.body, reason) for t in outcome.transitions
         ]
         persist: dict[str, str | None] = {}
         src.remember(ctx, key, None if outcome.forget else outcome.state, persist)

@@ -146,11 +146,7 @@ def test_reconciled_event_carries_the_rest_answer() -> None:
     )
     assert event.data["reconciled"] is True
     assert event.data["raw"] == body
-    assert (event.data["state"], event.data["last_seen"], event.data["now"]) == (
-        "recording",
-        "Started",
-        "Stopped",
-    )
+    assert (event.data["last_seen"], event.data["recording_state"]) == ("Started", "Stopped")
     assert event.subject == "c" and event.vendor == "anywherenow" and event.type == "recording.stopped"
 
 
