@@ -319,3 +319,23 @@ async def test_a_live_copy_after_reconciliation_announced_it_is_dropped(
         True,
         True,
     ]
+
+
+async def test_a_call_that_starts_and_ends_entirely_during_an_outage_cannot_be_recovered(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """The REST API answers about a CorrelationId it is asked for; it cannot list calls."""
+    sim = AnywhereNowSimulator()
+    await nursery.start(sim.serve)
+    async with running_source(sim, tmp_path) as (source, emitter):
+        await connected(source, sim)
+        await sim.send_state(UCC, "known", "Start")
+        await wait_for(lambda: len(emitter.events) == 1)
+        await outage(sim, source)
+        for action in ("Start", "Stop", "Save"):
+            assert await sim.send_state(UCC, "ghost", action) == 0  # nobody hears it
+        await back(sim, source, 2)
+        await sim.send_state(UCC, "known", "Stop")
+        await wait_for(lambda: len(emitter.events) == 2)
+    assert [e.subject for e in emitter.events] == ["known", "known"]
+    assert not any("ghost" in r.path for r in sim.requests)

@@ -142,3 +142,9 @@ def test_expired_calls() -> None:
     book.put(("u", "old"), CallState(recording=2, since=0.0))
     book.put(("u", "new"), CallState(recording=2, since=NOW))
     assert book.expired(NOW + 10, forget_after=100) == [("u", "old")]
+
+
+def test_the_api_reports_states_not_history() -> None:
+    # Mark then UnMark while away: only the UnMark shows; Pause then resume: nothing.
+    assert types(CallState(recording=1, marking=0), answer(1, 2)) == ["recording.unmarked"]
+    assert types(CallState(recording=1), answer(1)) == []
