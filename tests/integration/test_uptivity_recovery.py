@@ -192,7 +192,7 @@ async def test_permanent_refusal_marks_the_source_failed_and_retries_slowly(
         await wait_for(lambda: sim.connections >= 2)
         health = bridge.sources["up"].health
         assert health.state == "error"
-        assert "30: API_EVENT_TYPE_INVALID" in health.detail and "retrying every 0.3s" in health.detail
+        assert "ERROR (30) API_EVENT_TYPE_INVALID" in health.detail and "retrying every 0.3s" in health.detail
         assert not health.ready  # what /readyz reports, with this detail
     refused = log_capture.events("uptivity_events_refused")
     assert refused[0]["permanent"] is True and refused[0]["result_code"] == "30"

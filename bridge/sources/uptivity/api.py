@@ -114,9 +114,15 @@ class Answer:
         return outcome(self.code)
 
     def describe(self) -> str:
-        name = RESULT_TYPES.get(self.code, "unknown code") if self.code is not None else "no code"
-        text = f"{self.result_type or '?'} ({self.code}: {name})"
-        return f"{text} {self.message}" if self.message else text
+        """``ERROR (30) API_EVENT_TYPE_INVALID``: type, code, message, and the code's name
+        from the docs' table when the message does not already say it."""
+        text = f"{self.result_type or '?'} ({self.code if self.code is not None else 'no code'})"
+        if self.message:
+            text += f" {self.message}"
+        name = RESULT_TYPES.get(self.code) if self.code is not None else None
+        if name and name not in text:
+            text += f" [{name}]"
+        return text
 
 
 def _child_text(element: Any, tag: str) -> str | None:

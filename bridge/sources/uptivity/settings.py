@@ -34,6 +34,9 @@ class UptivitySettings:
         min=1024,
         doc="largest status answer read; a larger DEVICELIST falls back to per device",
     )
+    max_tracked_devices: int = setting(
+        100_000, min=1, doc="most devices whose recording state is kept for reconciliation (oldest dropped)"
+    )
     reconcile_retry: float = setting(30.0, min=0.1, doc="seconds before a failed reconciliation is retried")
     probe_interval: float = setting(
         60.0,

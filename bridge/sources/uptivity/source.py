@@ -234,8 +234,25 @@ class UptivitySource(ComponentBase):
             else:
                 self.known[event.subject] = known
             state[STATE_PREFIX + event.subject] = known.dump() if known else None
+        self._bound(ctx, state)
         self.events_read += len(batch)
         await ctx.emit(batch, state=state or None)
+
+    def _bound(self, ctx: SourceContext, state: dict[str, str | None]) -> None:
+        """Keep at most ``max_tracked_devices`` recording devices (a hostile stream of new
+        DEVICEIDs must not grow memory and state without limit): the oldest are dropped."""
+        excess = len(self.known) - self.settings.max_tracked_devices
+        if excess <= 0:
+            return
+        for device_id in list(self.known)[:excess]:
+            del self.known[device_id]
+            state[STATE_PREFIX + device_id] = None
+        ctx.log.warning(
+            "uptivity_device_state_dropped",
+            devices=excess,
+            limit=self.settings.max_tracked_devices,
+            note="their missed stops cannot be reconciled; raise max_tracked_devices if this is a real site",
+        )
 
     def _check_result(self, ctx: SourceContext, doc: Document) -> bool:
         try:

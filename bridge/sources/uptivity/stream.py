@@ -43,7 +43,9 @@ class ParseError(VendorInputError):
 
 
 MAX_DEPTH = 32  # CALLCOPYEVENT > EVENTDATA > field, RESULT > DEVICES > DEVICE > RECORDING > field
-_BARE_AMP = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos|#[0-9]+|#x[0-9A-Fa-f]+);)")
+# A "&" that does not start something shaped like a reference. "&name;" stays as it is:
+# without a DTD it is an undefined entity, and guessing it meant text could hide an attack.
+_BARE_AMP = re.compile(rb"&(?!(?:[A-Za-z_][A-Za-z0-9_.-]*|#[0-9]+|#x[0-9A-Fa-f]+);)")
 _BARE_LT = re.compile(rb"<(?![A-Za-z_/!?])")
 # A leaf element on one line whose text holds a "<" that starts neither a closing tag nor
 # a vendor-style tag (<USER1>a <b> c</USER1>); a parent element never matches.
@@ -80,6 +82,10 @@ def _depth(element: etree._Element, limit: int) -> int:
     return deepest
 
 
+def _message(exc: etree.XMLSyntaxError) -> str:
+    return exc.msg if "line" in exc.msg else f"{exc.msg} (line {exc.lineno}, column {exc.offset})"
+
+
 def parse_document(raw: bytes, *, lenient: bool = True, salvage: bool = False) -> etree._Element:
     """Parse one complete document with the hardened parser; refuse DTDs and entities.
 
@@ -94,14 +100,15 @@ def parse_document(raw: bytes, *, lenient: bool = True, salvage: bool = False) -
     try:
         root = etree.fromstring(raw, hardened_parser())
     except etree.XMLSyntaxError as exc:
-        first = exc
+        first, second = exc, None
         root = None
         if lenient:
             repaired = _repair(raw)
             if repaired != raw:
                 try:
                     root = etree.fromstring(repaired, hardened_parser())
-                except etree.XMLSyntaxError:
+                except etree.XMLSyntaxError as again:
+                    second = again  # what is left once bare "&" and "<" are escaped
                     root = None
         if root is None and salvage:
             try:
@@ -109,9 +116,10 @@ def parse_document(raw: bytes, *, lenient: bool = True, salvage: bool = False) -
             except etree.XMLSyntaxError:
                 root = None
         if root is None:
-            raise ParseError(
-                f"malformed XML: {first.msg} (line {first.lineno}, column {first.offset})", raw
-            ) from None
+            reason = f"malformed XML: {_message(first)}"
+            if second is not None and second.msg != first.msg:
+                reason += f"; with bare & and < escaped: {_message(second)}"
+            raise ParseError(reason, raw) from None
     if root is None:  # lxml returns None for an empty document in recover mode
         raise ParseError("empty document", raw)
     if _depth(root, MAX_DEPTH) > MAX_DEPTH:

@@ -68,11 +68,10 @@ def test_dtd_and_entity_declarations_stay_refused() -> None:
             parse_document(raw)
 
 
-def test_an_undeclared_reference_is_text_not_an_expansion() -> None:
-    assert fields(b"<CALLCOPYEVENT><A>&xxe;</A><B>&#65;&#x42;</B></CALLCOPYEVENT>") == {
-        "A": "&xxe;",
-        "B": "AB",
-    }
+def test_an_undeclared_reference_is_neither_expanded_nor_guessed_to_be_text() -> None:
+    with pytest.raises(ParseError, match="xxe"):
+        parse_document(b"<CALLCOPYEVENT><A>Sales & Marketing</A><B>&xxe;</B></CALLCOPYEVENT>")
+    assert fields(b"<CALLCOPYEVENT><B>&#65;&#x42; & co</B></CALLCOPYEVENT>") == {"B": "AB & co"}
 
 
 def test_depth_is_limited() -> None:
