@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +115,7 @@ backoff_cap = 0.2
 
 [[sources.encore]]
 name = "enc"
-url = "http://svc-user:{ENCORE_PASSWORD}@127.0.0.1:{enc}/WebAPI/ECAPI.svc"
+url = "{encore_url(enc)}"
 interval = 0.1
 verify_tls = false
 api_version = "7.1"
@@ -123,6 +125,50 @@ unit = 1
 port = 3
 {sinks}
 """
+
+
+def encore_url(port: int) -> str:
+    return f"http://svc-user:{ENCORE_PASSWORD}@127.0.0.1:{port}/WebAPI/ECAPI.svc"
+
+
+def run_receive(body: bytes, headers: dict[str, str], secret_file: Path) -> str:
+    """`event-bridge receive` (secrets from a file and the environment) given one real
+    delivery and one forged request: everything it printed."""
+    port = free_port()
+    env = {**os.environ, "EVENT_BRIDGE_WEBHOOK_SECRET": ROTATED_SECRET}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "bridge",
+            "receive",
+            "--port",
+            str(port),
+            "--secret-file",
+            str(secret_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        for _ in range(600):
+            if _port_open(port):
+                break
+            time.sleep(0.05)
+        good = httpx.post(f"http://127.0.0.1:{port}/", content=body, headers=headers, timeout=10)
+        forged = httpx.post(
+            f"http://127.0.0.1:{port}/",
+            content=body,
+            headers={**headers, "webhook-signature": "v1,AAAA"},
+            timeout=10,
+        )
+        assert (good.status_code, forged.status_code) == (204, 401)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    return out.decode("utf-8", "replace") + good.text + forged.text
 
 
 def run_cli(*args: str) -> str:
@@ -183,6 +229,17 @@ async def test_no_secret_appears_in_any_output(
             "dlq", "retry", "--config", str(config), "--sink", "nope"
         )
         outputs[f"{label} check-config"] = run_cli("check-config", "--config", str(config))
+        outputs[f"{label} tail"] = run_cli("tail", "--config", str(config), "--once", "--last", "1000")
+        outputs[f"{label} tail --json"] = run_cli(
+            "tail", "--config", str(config), "--once", "--last", "1000", "--json"
+        )
+        # A config error next to the secrets: the message quotes a URL with the password.
+        broken = write_config(
+            tmp_path,
+            config.read_text().replace("interval = 0.1", f'interval = "{encore_url(enc)}"'),
+            name=f"{label}-broken.toml",
+        )
+        outputs[f"{label} check-config (broken)"] = run_cli("check-config", "--config", str(broken))
 
     # 1. Wrong hub token: the hub refuses with 401, every webhook but "ok" fails its own way.
     await run_process(
@@ -230,6 +287,13 @@ async def test_no_secret_appears_in_any_output(
         if path.is_file():
             outputs[f"quarantine {path.name}"] = path.read_bytes().decode("utf-8", "replace")
 
+    # The receive command, on one of the real deliveries.
+    secret_file = tmp_path / "webhook-secret"
+    secret_file.write_text(WEBHOOK_SECRET + "\n")
+    delivery = ok.requests[-1]
+    outputs["receive"] = run_receive(delivery.body, dict(delivery.headers), secret_file)
+    assert "webhook received" in outputs["receive"]
+
     # The errors really happened (so this test can fail), and events still flowed.
     everything = "\n".join(outputs.values())
     assert "negotiate answered HTTP 401" in everything
@@ -238,6 +302,11 @@ async def test_no_secret_appears_in_any_output(
     assert "dead letter" in outputs["right-token dlq list"] and "echo" in outputs["right-token dlq list"]
     assert "event_bridge_events_received_total" in outputs["right-token /metrics"]
     assert "encore_tls_verification_disabled" in everything
+    assert "interval" in outputs["right-token check-config (broken)"]
+    assert "svc-user:***@" in outputs["right-token check-config (broken)"]
+    assert (
+        "recording." in outputs["right-token tail"] and '"specversion"' in outputs["right-token tail --json"]
+    )
     verifier = WebhookVerifier([WEBHOOK_SECRET])
     assert verifier.verify(ok.requests[0].body, ok.requests[0].headers)
     assert echo.requests[0].headers["authorization"] == AUTH_HEADER  # the header was really sent
