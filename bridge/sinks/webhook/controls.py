@@ -183,6 +183,15 @@ class EndpointControls:
         self.oauth.invalidate(value.removeprefix("Bearer "))
         return True
 
+    def explain(self, text: str, exc: BaseException, url: str) -> str:
+        """A transport error's text, with the likely cause when a TLS server cut the
+        connection and no client certificate is configured (how a refused mTLS looks)."""
+        tls = getattr(self.settings, "cert_file", None)
+        broken = (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError, httpx.WriteError)
+        if url.startswith("https://") and tls is None and isinstance(exc, broken):
+            return f"{text}; if the server requires a client certificate (mTLS), set cert_file and key_file"
+        return text
+
     def sensitive(self) -> list[str]:
         return self.oauth.sensitive() if self.oauth is not None else []
 

@@ -148,6 +148,7 @@ class WebhookSink(ComponentBase):
     ) -> None:
         async with self._client() as client, trio.open_nursery() as nursery:
             self._feed = feed
+            nursery.start_soon(feed.run_flusher)
             task_status.started()
             await self.controls.start(feed, self.health)
             self.health.state = "ok"
@@ -210,7 +211,8 @@ class WebhookSink(ComponentBase):
             feed.poke()
         if recorded:
             with trio.CancelScope(shield=True):
-                await feed.flush()  # one write for every outcome recorded meanwhile
+                if not feed.settle_soon():  # the flusher writes many outcomes at once
+                    await feed.flush()
                 await self.controls.after(feed, self.health, rows, outcome)
 
     async def _post(self, client: httpx.AsyncClient, rows: list[Row]) -> Outcome:
@@ -230,7 +232,7 @@ class WebhookSink(ComponentBase):
         except trio.TooSlowError:
             return Outcome("retry", None, f"no complete response within {self.timeout}s")
         except httpx.HTTPError as exc:
-            return Outcome("retry", None, describe(exc))
+            return Outcome("retry", None, self.controls.explain(describe(exc), exc, self.url))
         status = response.status_code
         kind = self.controls.policy.classify(status, response.headers)
         if kind == "ok":
