@@ -105,7 +105,7 @@ async def test_restarted_proxy_is_picked_up_without_restarting_the_bridge(tmp_pa
     # Events 8-10 left device 1111 paused; the new proxy knows it idle: reconciliation
     # reports the stop the bridge never saw, once, before the new proxy's events.
     reconciled = [line for line in lines if line["data"].get("reconciled")]
-    assert [(r["type"], r["subject"], r["data"]["previous_state"]) for r in reconciled] == [
+    assert [(r["type"], r["subject"], r["data"]["last_seen"]) for r in reconciled] == [
         ("recording.stopped", "1111", "paused")
     ]
     assert lines.index(reconciled[0]) == 10

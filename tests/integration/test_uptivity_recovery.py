@@ -94,8 +94,8 @@ async def test_recording_stopped_while_disconnected_is_reconciled_after_reconnec
     assert event["type"] == "recording.stopped" and event["subject"] == "1111"
     assert event["source"] == "/event-bridge/uptivity/up"
     data = event["data"]
-    assert data["reconciled"] is True and data["reconcile_request"] == "DEVICELIST"
-    assert (data["previous_state"], data["state"]) == ("recording", "idle")
+    assert data["reconciled"] is True and data["reconcile_reason"] == "reconnect"
+    assert (data["last_seen"], data["recording_state"]) == ("recording", "idle")
     assert data["device_id"] == "1111" and data["device_alias"] == "DESK1"
     assert data["filename"] == device.filename
     assert data["raw"]["RECORDING"]["ISRECORDING"] == "N"
@@ -118,8 +118,8 @@ async def test_pause_while_disconnected_is_reconciled_from_deviceRecordingStatus
         await wait_for(lambda: reconciled(tmp_path))
     (event,) = reconciled(tmp_path)
     assert event["type"] == "recording.paused" and event["subject"] == "1111"
-    assert event["data"]["status"] == "recordpaused"
-    assert event["data"]["previous_state"] == "recording"
+    assert event["data"]["raw"]["RECORDING"]["STATUS"] == "recordpaused"
+    assert (event["data"]["last_seen"], event["data"]["recording_state"]) == ("recording", "paused")
     assert sim.api_requests_of("DEVICERECORDINGSTATUS") >= 1
 
 
@@ -136,7 +136,8 @@ async def test_recording_stopped_while_the_bridge_was_down_is_reconciled_at_rest
         await wait_for(lambda: reconciled(tmp_path))
         assert bridge.sources["up"].known == {}
     (event,) = reconciled(tmp_path)
-    assert event["type"] == "recording.stopped" and event["data"]["previous_state"] == "recording"
+    assert event["type"] == "recording.stopped" and event["data"]["last_seen"] == "recording"
+    assert event["data"]["reconcile_reason"] == "startup"
     # The state was persisted with that event: a third start reports nothing again.
     async with running_bridge(config(tmp_path, port)) as bridge:
         await wait_for(lambda: bridge.sources["up"].reconciliations >= 1)

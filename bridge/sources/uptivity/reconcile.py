@@ -184,11 +184,16 @@ def reconciled_events(
     transition: Transition,
     *,
     source_name: str,
-    request_type: str,
+    reason: str,
     tz: ZoneInfo,
     received: datetime,
 ) -> list[Event]:
-    """The events of one transition, with the answer's fields and ``reconciled = true``."""
+    """The events of one transition, with the answer's fields and ``reconciled = true``.
+
+    ``reason``: why reconciliation ran (``startup`` or ``reconnect``). ``last_seen`` is the
+    state the bridge last recorded, ``recording_state`` the one the answer reports
+    (``idle``, ``recording`` or ``paused``); the answer itself is ``raw``.
+    """
     status = transition.status
     values = status.values if status else {"DEVICEID": transition.device_id}
     raw: dict[str, Any] = status.raw if status else {"DEVICEID": transition.device_id}
@@ -197,12 +202,9 @@ def reconciled_events(
         data: dict[str, Any] = {"vendor": VENDOR, "source_name": source_name}
         data.update(common_fields(values, tz, received))
         data["reconciled"] = True
-        data["reconcile_request"] = request_type
-        data["previous_state"] = transition.previous.state
-        data["state"] = transition.now.state
-        data["status"] = values.get("STATUS")
-        data["session_id"] = values.get("SESSIONID")
-        data["call_id"] = values.get("CALLID")
+        data["reconcile_reason"] = reason
+        data["last_seen"] = transition.previous.state
+        data["recording_state"] = transition.now.state
         if event_type == "recording.stopped" and transition.now.state != "idle":
             # The recording that ended is the one the bridge knew, not the current one.
             data["filename"] = transition.previous.filename

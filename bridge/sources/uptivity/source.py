@@ -342,6 +342,7 @@ class UptivitySource(ComponentBase):
         if mode == "off":
             return
         received = utcnow()
+        reason = "reconnect" if self.reconciliations else "startup"
         try:
             async with self._api() as api:
                 request_type, statuses, complete = await ask_states(api, mode, set(self.known))
@@ -371,7 +372,7 @@ class UptivitySource(ComponentBase):
         state: dict[str, str | None] = {BASELINE_KEY: "1"}
         for t in found:
             events += reconciled_events(
-                t, source_name=self.name, request_type=request_type, tz=self.timezone, received=received
+                t, source_name=self.name, reason=reason, tz=self.timezone, received=received
             )
             if t.now.state == "idle":
                 self.known.pop(t.device_id, None)
@@ -387,6 +388,7 @@ class UptivitySource(ComponentBase):
         ctx.log.info(
             "uptivity_reconciled",
             request=request_type,
+            reason=reason,
             devices=len(statuses),
             transitions=[f"{t.device_id}: {t.previous.state}->{t.now.state}" for t in found if t.types],
             events=len(events),

@@ -55,7 +55,7 @@ def test_another_recording_on_the_same_device_is_a_stop_and_a_start() -> None:
         known, [status("1111", "recording", FILENAME="b.wav", CALLINSTANCE="38")], complete=True
     )
     assert t.types == ("recording.stopped", "recording.started")
-    stop, start = reconciled_events(t, source_name="up", request_type="DEVICELIST", tz=TZ, received=RECEIVED)
+    stop, start = reconciled_events(t, source_name="up", reason="reconnect", tz=TZ, received=RECEIVED)
     assert stop.data["filename"] == "a.wav" and stop.data["call_instance"] == "37"  # the one that ended
     assert start.data["filename"] == "b.wav" and start.data["call_instance"] == "38"
     assert stop.time == RECEIVED and stop.data["time_source"] == "reconciled"  # no STOPTIME for it
@@ -84,9 +84,10 @@ def test_reconciled_event_carries_the_answers_fields_and_times() -> None:
         ],
         complete=True,
     )
-    (event,) = reconciled_events(t, source_name="up", request_type="DEVICELIST", tz=TZ, received=RECEIVED)
+    (event,) = reconciled_events(t, source_name="up", reason="reconnect", tz=TZ, received=RECEIVED)
     assert event.type == "recording.started" and event.subject == "1111"
-    assert event.data["reconciled"] is True and event.data["reconcile_request"] == "DEVICELIST"
+    assert event.data["reconciled"] is True and event.data["reconcile_reason"] == "reconnect"
+    assert (event.data["last_seen"], event.data["recording_state"]) == ("idle", "recording")
     assert event.data["group"] == "Sales & Marketing" and event.data["direction"] == "inbound"
     assert event.data["user_fields"] == {"USER2": "winners"}
     assert event.time.isoformat() == "2026-03-08T01:30:00-06:00" and event.data["time_source"] == "vendor"
@@ -98,7 +99,7 @@ def test_a_reconciled_stop_uses_stoptime_when_the_answer_gives_it() -> None:
     (t,) = transitions(
         {"1111": Known("recording")}, [status("1111", "idle", STOPTIME="3/2/2026 11:58:00 AM")], complete=True
     )
-    (event,) = reconciled_events(t, source_name="up", request_type="DEVICELIST", tz=TZ, received=RECEIVED)
+    (event,) = reconciled_events(t, source_name="up", reason="reconnect", tz=TZ, received=RECEIVED)
     assert event.type == "recording.stopped"
     assert event.time.isoformat() == "2026-03-02T11:58:00-06:00"
 
@@ -106,10 +107,10 @@ def test_a_reconciled_stop_uses_stoptime_when_the_answer_gives_it() -> None:
 def test_ids_of_reconciled_events_differ_by_transition() -> None:
     a = transitions({}, [status("1111", "recording")], complete=True)[0]
     b = transitions({"1111": Known("paused")}, [status("1111", "recording")], complete=True)[0]
-    (ea,) = reconciled_events(a, source_name="up", request_type="X", tz=TZ, received=RECEIVED)
-    (eb,) = reconciled_events(b, source_name="up", request_type="X", tz=TZ, received=RECEIVED)
+    (ea,) = reconciled_events(a, source_name="up", reason="reconnect", tz=TZ, received=RECEIVED)
+    (eb,) = reconciled_events(b, source_name="up", reason="reconnect", tz=TZ, received=RECEIVED)
     assert ea.digest() != eb.digest()
-    (again,) = reconciled_events(a, source_name="up", request_type="X", tz=TZ, received=datetime.now(UTC))
+    (again,) = reconciled_events(a, source_name="up", reason="reconnect", tz=TZ, received=datetime.now(UTC))
     assert again.digest() == ea.digest()  # not the time it was reconciled
 
 
@@ -132,3 +133,22 @@ def test_devices_directly_under_result_and_under_devices() -> None:
     )
     found = {d.device_id: d.state for d in devices_from_answer(etree.fromstring(xml))}
     assert found == {"1": "idle", "2": "paused"}
+
+
+def test_reconciled_events_conform_to_the_shipped_schemas() -> None:
+    """Every field a reconciled Uptivity event carries is one the event contract documents."""
+    from bridge.model import event_id
+    from tests.unit.contract.conformance import check_structured
+
+    cases = [
+        ({}, status("1111", "paused", STARTTIME="3/2/2026 11:00:00 AM", FILENAME="a.wav", CALLINSTANCE="1")),
+        ({"1111": Known("recording", "a.wav", "1")}, status("1111", "recording", FILENAME="b.wav")),
+        ({"1111": Known("paused")}, status("1111", "idle", STOPTIME="3/2/2026 11:58:00 AM")),
+    ]
+    seen = set()
+    for known, answer in cases:
+        for t in transitions(known, [answer], complete=True):
+            for event in reconciled_events(t, source_name="up", reason="startup", tz=TZ, received=RECEIVED):
+                check_structured(event.to_cloudevent(event_id(event.digest(), 0)))
+                seen.add(event.type)
+    assert seen == {"recording.started", "recording.paused", "recording.stopped"}
