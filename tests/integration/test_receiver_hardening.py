@@ -137,7 +137,7 @@ def test_binary_mode_ce_id_is_bound_to_the_signed_webhook_id(tmp_path: Path, sec
         "ce-subject": "1111",
         **sign(SECRET, "evt-1", body),
     }
-    with receiver(tmp_path, "--secret-file", str(secret_file)) as rx:
+    with receiver(tmp_path, "--secret", SECRET, "--secret", OTHER) as rx:
         assert rx.post(body, headers).status_code == 204
         forged = rx.post(body, {**headers, "ce-id": "evt-2"})
         assert_one_line_refusal(forged, 401)
@@ -194,13 +194,13 @@ def test_every_bad_request_is_a_one_line_4xx_and_the_receiver_keeps_serving(
     ):
         cases.append((label, body, {"content-type": ctype, **sign(SECRET, "e", body)}, 400))
 
-    with receiver(tmp_path, "--secret-file", str(secret_file), "--max-body", "400000") as rx:
+    with receiver(tmp_path, "--secret", SECRET, "--secret", OTHER) as rx:  # default limit: 1 MiB
         for label, body, headers, status in cases:
             response = rx.post(body, headers)
             assert response.status_code == status, (label, response.status_code, response.text)
             assert_one_line_refusal(response, status)
         # Over the limit, declared (content-length) and streamed (chunked, no length).
-        big = b"x" * 1_000_000
+        big = b"x" * 1_100_000
         assert_one_line_refusal(rx.post(big, {**structured, **sign(SECRET, "e", big)}), 413)
 
         def chunks() -> Iterator[bytes]:
@@ -229,7 +229,7 @@ def test_printed_lines_escape_control_characters(tmp_path: Path, secret_file: Pa
     event = cloudevent("evt-1\nwebhook received  ✔ signature  call.ended", subject="1111\x1b[2J\r\u202e")
     body = json.dumps(event).encode()
     headers = {"content-type": "application/cloudevents+json", **sign(SECRET, "evt-1", body)}
-    with receiver(tmp_path, "--secret-file", str(secret_file)) as rx:
+    with receiver(tmp_path, "--secret", SECRET, "--secret", OTHER) as rx:
         assert rx.post(body, headers).status_code == 204
         output = rx.stdout()
     received = [line for line in output.splitlines() if "webhook received" in line]
