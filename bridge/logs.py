@@ -42,7 +42,7 @@ def safe_text(text: str) -> str:
     """A message for the operator's eyes (config errors, warnings, check-config) with every
     URL passed through :func:`bridge.netutil.redact_url` and every known secret replaced:
     the net under components that quote what they were given."""
-    return redactor.scrub(_URL.sub(lambda m: redact_url(m.group()), text))
+    return str(redactor.scrub(_URL.sub(lambda m: redact_url(m.group()), text)))
 
 
 _EXCERPT_LIMIT = 120
