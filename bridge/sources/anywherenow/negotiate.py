@@ -19,11 +19,13 @@ Every request has a total deadline and a capped body (:mod:`.bounded`).
 from __future__ import annotations
 
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
+from bridge import logs
 from bridge.errors import EndpointError
 from bridge.netutil import redact_url
 from bridge.sources.anywherenow import bounded
@@ -42,6 +44,31 @@ class Negotiated:
     connection_id: str
     redirects: int = 0
     secrets: list[str] = field(default_factory=list)  # tokens learnt on the way
+
+
+class IssuedTokens:
+    """Tokens negotiate redirects handed over: secrets from then on, the log redactor's
+    included (the last few; they belong to the connections of the moment)."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self._tokens: deque[str] = deque(maxlen=keep)
+
+    def learn(self, tokens: list[str]) -> None:
+        for token in tokens:
+            if token in self._tokens or len(token) < 4:
+                continue
+            full = len(self._tokens) == self._tokens.maxlen
+            dropped = self._tokens[0] if full else None
+            self._tokens.append(token)
+            known = set(logs.redactor.secrets)
+            if dropped is not None:
+                known.discard(dropped)
+            logs.redactor.update(known | {token})
+
+    def scrub(self, text: str) -> str:
+        for token in self._tokens:
+            text = text.replace(token, "[REDACTED]")
+        return text
 
 
 def websocket_url(url: str) -> str:

@@ -14,14 +14,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import trio
 
-from bridge import logs
 from bridge.backoff import Backoff
 from bridge.components import ComponentBase, Health, SourceContext
 from bridge.errors import EndpointError
@@ -38,7 +36,7 @@ from bridge.sources.anywherenow.mapping import (
     parse_state_key,
     state_key,
 )
-from bridge.sources.anywherenow.negotiate import HubConnectError, negotiate
+from bridge.sources.anywherenow.negotiate import HubConnectError, IssuedTokens, negotiate
 from bridge.sources.anywherenow.reconciler import apply_action
 from bridge.sources.anywherenow.recovery import Recovery
 from bridge.sources.anywherenow.rest import RecordingApi
@@ -64,7 +62,7 @@ class AnywhereNowSource(ComponentBase):
         self._inflight: set[trio.CancelScope] = set()
         self._state_loaded = False
         self._pending_forget: dict[str, str | None] = {}
-        self._tokens: deque[str] = deque(maxlen=4)
+        self._tokens = IssuedTokens()
         self.recovery = Recovery(self)
 
     # ---- contract ----------------------------------------------------------------------
@@ -160,7 +158,7 @@ class AnywhereNowSource(ComponentBase):
                 reason, state = str(exc), "error"
             except (OSError, httpx.HTTPError) as exc:
                 reason, state = describe(exc), "error"
-            reason = self._scrub(reason)
+            reason = self._tokens.scrub(reason)
             if connected_at is not None and trio.current_time() - connected_at >= min(5.0, s.reconnect_max):
                 backoff.reset()  # it was up for a while: this is a fresh failure, not a flapping hub
             delay = backoff.next()
@@ -175,23 +173,6 @@ class AnywhereNowSource(ComponentBase):
             )
             await trio.sleep(delay)
 
-    def _scrub(self, text: str) -> str:
-        for token in self._tokens:
-            text = text.replace(token, "[REDACTED]")
-        return text
-
-    def _learn_secrets(self, tokens: list[str]) -> None:
-        """Tokens a negotiate redirect handed over are secrets from now on (logs included)."""
-        for token in tokens:
-            if token in self._tokens or len(token) < 4:
-                continue
-            dropped = self._tokens[0] if len(self._tokens) == self._tokens.maxlen else None
-            self._tokens.append(token)
-            known = set(logs.redactor.secrets)
-            if dropped is not None:
-                known.discard(dropped)
-            logs.redactor.update(known | {token})
-
     async def _session(
         self, ctx: SourceContext, http: httpx.AsyncClient, api: RecordingApi | None, tls: Any
     ) -> tuple[float | None, str]:
@@ -200,7 +181,7 @@ class AnywhereNowSource(ComponentBase):
         done = await negotiate(
             http, s.hub_url, s.request_headers(), timeout=s.timeout, max_bytes=s.max_body_bytes
         )
-        self._learn_secrets(done.secrets)
+        self._tokens.learn(done.secrets)
         if done.redirects:
             ctx.log.info("anywherenow_negotiate_redirected", hops=done.redirects, to=redact_url(done.ws_url))
         send, receive = trio.open_memory_channel[HubMessage](s.queue_size)
