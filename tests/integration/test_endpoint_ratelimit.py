@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bridge.asgi import serve_asgi
@@ -11,6 +12,7 @@ from tests.helpers import wait_for
 from tests.integration.endpoint_support import (
     emit,
     events,
+    free_port,
     numbers,
     running,
     sink_table,
@@ -29,19 +31,22 @@ async def test_rate_limit_holds_within_ten_percent_while_another_endpoint_runs_a
 ) -> None:
     limited, free = Receiver(), Receiver()
     limited_port = await nursery.start(serve_asgi, limited.app)
-    free_port = await nursery.start(serve_asgi, free.app)
+    unlimited_port = await nursery.start(serve_asgi, free.app)
     sinks = sink_table(
         "limited",
         f"http://127.0.0.1:{limited_port}/hook",
         f"rate_limit = {RATE}\nburst = 1\nmax_in_flight = 8",
-    ) + sink_table("free", f"http://127.0.0.1:{free_port}/hook", "max_in_flight = 8")
-    async with running(write_config(tmp_path, sinks, await start_source(nursery))) as bridge:
+    ) + sink_table("free", f"http://127.0.0.1:{unlimited_port}/hook", "max_in_flight = 8")
+    admin_port = free_port()
+    async with running(write_config(tmp_path, sinks, await start_source(nursery), admin_port)) as bridge:
         await emit(bridge, events(COUNT, subjects=8))
         await wait_for(lambda: len(numbers(free.requests)) == COUNT, timeout=60)
         during = len(numbers(limited.requests))
         await wait_for(lambda: len(numbers(limited.requests)) == COUNT, timeout=60)
         throttled = bridge.sinks["limited"].stats()["throttled_seconds"]
         assert bridge.sinks["free"].stats()["throttled_seconds"] == 0
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://127.0.0.1:{admin_port}/metrics")).text
     assert during < COUNT  # the limited endpoint was still being paced when the other had all
     # Counted at the receiver, by its own timestamps: every 10 s window from the first request.
     arrivals = sorted(r.at for r in limited.requests)
@@ -51,6 +56,12 @@ async def test_rate_limit_holds_within_ten_percent_while_another_endpoint_runs_a
     for start in arrivals[: len(arrivals) // 4]:  # any window starting at a request
         window = sum(1 for t in arrivals if start <= t < start + 10.0)
         assert window <= RATE * 10 * 1.1, window
-    assert throttled > 5.0  # /metrics: sink_throttled_seconds
+    assert throttled > 5.0
+    exposed = {
+        line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("event_bridge_sink_throttled_seconds_total{")
+    }
+    assert exposed['sink="limited"'] > 5.0 and exposed['sink="free"'] == 0.0
     assert sorted(numbers(limited.requests)) == list(range(COUNT))
     assert len(set(numbers(limited.requests))) == COUNT

@@ -7,8 +7,9 @@ which ones mean "stop".
 * ``410 Gone``: the receiver says the endpoint is no more. The event is dead-lettered at
   once and the endpoint is **disabled** until ``event-bridge endpoint enable NAME``
   (its later events stay in the outbox, in order).
-* ``webhook-delivery: abort-message`` in any non-2xx answer (Svix's delivery control):
-  this one event is dead-lettered at once, nothing else changes.
+* ``webhook-delivery: abort-message`` in a non-2xx answer (Svix's delivery control):
+  this one event is dead-lettered at once, nothing else changes;
+  ``webhook-delivery: disable`` in a non-2xx answer: as 410 (dead letter, endpoint disabled).
 * Any other status (other 4xx, 3xx: redirects are never followed): dead-lettered at once.
 * ``max_age`` (seconds, 0 = off): an event that fails when it is older than this is
   dead-lettered instead of retried.
@@ -48,9 +49,10 @@ class RetryPolicy:
         """``ok``, ``retry``, ``dead`` (this event) or ``gone`` (dead, and disable the endpoint)."""
         if 200 <= status < 300:
             return "ok"
-        if status == GONE:
+        control = headers.get("webhook-delivery", "").strip().lower() if headers else ""
+        if status == GONE or control == "disable":
             return "gone"
-        if headers and headers.get("webhook-delivery", "").strip().lower() == "abort-message":
+        if control == "abort-message":
             return "dead"
         if 300 <= status < 400:
             return "dead"

@@ -31,6 +31,11 @@ def test_abort_message_header_stops_retries_of_that_event() -> None:
     assert RetryPolicy().classify(204, {"webhook-delivery": "abort-message"}) == "ok"
 
 
+def test_disable_header_disables_like_410() -> None:
+    assert RetryPolicy().classify(500, {"webhook-delivery": "disable"}) == "gone"
+    assert RetryPolicy().classify(200, {"webhook-delivery": "disable"}) == "ok"
+
+
 def test_gone_wins_over_a_listed_status() -> None:
     assert RetryPolicy.of(["4xx"]).classify(410) == "gone"
 
