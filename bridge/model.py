@@ -26,6 +26,7 @@ NORMALIZED_TYPES = frozenset(
         "recording.paused",
         "recording.resumed",
         "recording.suspended",
+        "recording.interrupted",  # Encore: left and re-entered between two polls, how unknown
         "recording.saved",
         "recording.deleted",
         "recording.marked",

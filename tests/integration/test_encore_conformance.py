@@ -274,7 +274,7 @@ async def test_a_70_server_is_detected_from_its_fault_and_polled_with_portstatus
     (started,) = emitter.events
     assert source.legacy is True
     assert started.type == "recording.started" and started.data["state"] == "RECORD"  # 7.0 says "Recording"
-    assert started.data["time_source"] == "observation" and started.data["stateDuration"] is None
+    assert started.data["time_source"] == "received" and started.data["stateDuration"] is None
     assert fixture("requests/PortStatus.xml") in [body for _, body in server.requests]
 
 

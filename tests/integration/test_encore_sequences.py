@@ -164,7 +164,7 @@ async def test_a_fixed_duration_server_restarted_mid_recording_re_announces_noth
             await wait_for(lambda: len(emitter.events) == 2)
         nursery.cancel_scope.cancel()
     stopped = emitter.events[1]
-    assert stopped.type == "recording.stopped" and stopped.data["time_source"] == "observation"
+    assert stopped.type == "recording.stopped" and stopped.data["time_source"] == "received"
     assert stopped.time.timestamp() >= stop_at - 0.5
 
 
@@ -212,3 +212,46 @@ async def test_geturl_is_asked_only_where_it_decides_something(tmp_path: Path) -
         assert stats["url_requests"] == 1 and stats["events_read"] >= 100
         assert stats["sweep_seconds"] > 0
         assert stats["parse_errors"] == 0
+
+
+async def test_every_encore_event_is_documented_by_its_schema(tmp_path: Path) -> None:
+    """Closed check: the bridge emits no field its shipped schema does not document."""
+    from bridge.model import dataschema
+    from tests.unit.contract.conformance import check_data
+
+    sim = EncoreSimulator()
+    recording_for(sim, 1)
+    ports = [("1", "1"), ("1", "2")]
+    async with source_running(sim, tmp_path, ports=ports, extensions=["1234"], duration_tolerance=1.0) as h:
+        port = sim.stations["1234"]
+        script = [
+            (lambda: (sim.hold(1, 1), sim.retrieve(1, 1)), "recording.interrupted"),
+            (lambda: trio.sleep(1.5), None),  # the state grows older than duration_tolerance
+            (lambda: sim.back_to_back(1, 1), "recording.stopped"),  # inferred, window_start
+            (lambda: sim.hold(1, 1), "recording.suspended"),
+            (lambda: sim.second_call(1, 1), "recording.started"),  # held_recording_url
+            (lambda: sim.pause(1, 1), "recording.paused"),
+            (lambda: sim.resume(1, 1), "recording.resumed"),
+            (lambda: (sim.start(1, port), sim.pause(1, port)), "recording.paused"),  # the extension
+            (lambda: sim.cancel(1, 1), "recording.stopped"),
+        ]
+        await wait_for(lambda: h.emitter.events)
+        for action, expected in script:
+            await polls(sim, 4)  # the previous state is seen first
+            count = len(h.emitter.events)
+            if expected is None:
+                await action()
+                continue
+            action()
+            await wait_for(lambda n=count, t=expected: t in h.emitter.types()[n:])
+    types = set(h.emitter.types())
+    assert types >= {
+        "recording.started",
+        "recording.stopped",
+        "recording.paused",
+        "recording.resumed",
+        "recording.suspended",
+        "recording.interrupted",
+    }, types
+    for event in h.emitter.events:
+        check_data(event.type, dataschema(event.type), event.data)

@@ -56,6 +56,7 @@ class Seen:
 
     wall: float
     mono: float
+    asked: float | None = None  # when the request was sent
 
 
 @dataclass
@@ -285,6 +286,7 @@ class EncoreSource(ComponentBase):
 
     async def poll_one(self, ctx: SourceContext, target: Target) -> None:
         op = "PortStatus" if self.legacy else "PortStatusEX"
+        asked = self._wall()
         try:
             resp = await self._call(op, [("Unit", target.unit), ("Port", target.port)])
         except SoapFault as fault:
@@ -297,7 +299,7 @@ class EncoreSource(ComponentBase):
             if isinstance(exc, SoapParseError):
                 self._quarantine(ctx, f"encore {op}: {exc}", exc.raw)
             raise Transient(str(exc)) from None
-        await self.handle_response(ctx, target, op, resp, Seen(self._wall(), self._mono()))
+        await self.handle_response(ctx, target, op, resp, Seen(self._wall(), self._mono(), asked))
 
     async def handle_response(
         self, ctx: SourceContext, target: Target, op: str, resp: SoapResponse, observed: Seen
@@ -383,7 +385,7 @@ class EncoreSource(ComponentBase):
                 subject=target.subject,
                 stateDuration=raw_duration,
             )
-        obs = Observation(state, duration, seen.wall, seen.mono)
+        obs = Observation(state, duration, seen.wall, seen.mono, seen.asked)
         memory = self.memory.get(target.key)
         lookup, url_fields = tracker.NOT_ASKED, None
         if tracker.needs_url(memory, obs, self.duration_static, self.rules):

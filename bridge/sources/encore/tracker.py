@@ -37,9 +37,9 @@ from bridge.sources.encore.states import (
 INTERRUPTED = "recording.interrupted"
 
 # data.time_source values: how an event's time was found.
-BY_DURATION = "stateDuration"  # now - stateDuration
-BY_OBSERVATION = "observation"  # when the bridge saw it (7.0 servers, durations that never grow)
-BY_LAST_POLL = "last_poll"  # the latest it can have happened: the last poll that saw the old state
+BY_DURATION = "state_duration"  # now - stateDuration
+BY_OBSERVATION = "received"  # when the bridge saw it (7.0 servers, durations that never grow)
+BY_LAST_POLL = "last_poll"  # the earliest it can have happened: the last poll that saw the old state
 
 # data.url_lookup values: what GetURL said for this event's recording.
 URL_OK = "ok"
@@ -103,8 +103,15 @@ class Observation:
 
     state: str
     duration: float | None  # None: PortStatus (7.0) or an unreadable stateDuration
-    wall: float
+    wall: float  # when the answer arrived
     mono: float
+    # When the request was sent: the port was in ``state`` at some moment after this, so
+    # it is the safe "last seen" bound for a change that comes later (the arrival is not).
+    asked: float | None = None
+
+    @property
+    def seen(self) -> float:
+        return self.asked if self.asked is not None else self.wall
 
 
 @dataclass(frozen=True)
@@ -222,13 +229,13 @@ def plan(
     else:
         steps = []
     if steps or memory is None:
-        new = PortMemory(obs.state, entered, obs.wall, entered_mono=entered_mono)
+        new = PortMemory(obs.state, entered, max(obs.seen, entered), entered_mono=entered_mono)
         new.url = _current_url(memory, obs.state, url, steps)
         new.held_url = _held_url(memory, obs.state, steps)
         new.url_asked = lookup.status != URL_NOT_ASKED
         _remember_duration(new, obs)
         return Plan(steps, new, detected)
-    kept = replace(memory, seen=obs.wall)
+    kept = replace(memory, seen=max(memory.seen, obs.seen))
     if kept.entered_mono is None:  # first look after a restart: anchor it
         kept.entered_mono = entered_mono
     if lookup.status != URL_NOT_ASKED:

@@ -71,7 +71,7 @@ def test_first_sight_says_where_the_port_is(state: str, expected: list[tuple[str
     assert kinds(result.steps) == expected
     if expected:
         (step,) = result.steps
-        assert step.at == T - 30 and step.time_source == "stateDuration"  # "now - stateDuration"
+        assert step.at == T - 30 and step.time_source == "state_duration"  # "now - stateDuration"
         assert step.url == (A if state != SUSPENDED else None)
 
 
@@ -156,8 +156,8 @@ def test_stop_and_start_between_two_polls_are_two_recordings() -> None:
         ("recording.started", NOT_RECORDING, RECORD, True),
     ]
     assert [s.url for s in steps] == [A, B]
-    assert steps[0].at == T and steps[0].time_source == "last_poll"  # the latest it can have ended
-    assert steps[1].at == pytest.approx(T + 0.6) and steps[1].time_source == "stateDuration"
+    assert steps[0].at == T and steps[0].time_source == "last_poll"  # the earliest it can have ended
+    assert steps[1].at == pytest.approx(T + 0.6) and steps[1].time_source == "state_duration"
 
 
 def test_stop_start_and_pause_between_two_polls() -> None:
@@ -274,7 +274,7 @@ def test_fixed_duration_servers_are_detected_and_then_dated_by_observation() -> 
     # From then on stateDuration dates nothing and reveals nothing.
     paused = plan(third.memory, obs(PAUSE, 20, T + 5), ok(A), static=True, rules=RULES).steps
     assert kinds(paused) == [("recording.paused", RECORD, PAUSE, False)]
-    assert paused[0].at == T + 5 and paused[0].time_source == "observation"
+    assert paused[0].at == T + 5 and paused[0].time_source == "received"
 
 
 def test_after_a_restart_a_fixed_duration_server_re_announces_nothing() -> None:
@@ -293,7 +293,7 @@ def test_after_a_restart_a_fixed_duration_server_re_announces_nothing() -> None:
 def test_70_servers_give_no_duration_changes_are_dated_by_observation() -> None:
     memory = seen(RECORD, T - 100, T, url=A)
     (step,) = plan(memory, obs(PAUSE, None, T + 1), ok(A), rules=RULES).steps
-    assert (step.type, step.at, step.time_source) == ("recording.paused", T + 1, "observation")
+    assert (step.type, step.at, step.time_source) == ("recording.paused", T + 1, "received")
     assert plan(memory, obs(RECORD, None, T + 1), rules=RULES).steps == []  # nothing to compare
 
 
@@ -332,3 +332,16 @@ def test_an_unknown_url_is_asked_once_then_kept() -> None:
     assert kept.steps == [] and kept.memory.url == A
     failed = plan(memory, observation, UrlLookup(None, URL_FAILED), rules=RULES)
     assert not needs_url(failed.memory, obs(RECORD, 102, T + 2), False, RULES)  # not on every poll
+
+
+def test_last_seen_is_when_the_request_was_sent_not_when_the_answer_came() -> None:
+    """The old state held at some moment between sending and receiving: a later change
+    can only be bounded by the sending time."""
+    first = plan(None, Observation(RECORD, 10, T + 1, T + 1, asked=T), ok(A), rules=RULES)
+    assert first.memory.seen == T
+    (stopped,) = plan(
+        first.memory, Observation(NOT_RECORDING, 0, T + 3, T + 3, asked=T + 2), rules=RULES
+    ).steps
+    assert stopped.at == T + 3  # stateDuration 0 in NOT RECORDING: dated on arrival
+    again = plan(first.memory, Observation(RECORD, 0.5, T + 3, T + 3, asked=T + 2), ok(B), rules=RULES).steps
+    assert again[0].type == "recording.stopped" and again[0].at == T  # the earliest it can have happened
