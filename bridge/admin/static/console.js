@@ -35,9 +35,14 @@ function when(ts) { return ts ? new Date(ts * 1000).toLocaleString() : "-"; }
 
 async function api(path, options) {
   const opts = Object.assign({ headers: {} }, options || {});
-  if (state.token) opts.headers["Authorization"] = "Bearer " + state.token;
+  const sent = state.token;
+  if (sent) opts.headers["Authorization"] = "Bearer " + sent;
   const response = await fetch(path, opts);
-  if (response.status === 401) { showLogin("this bridge needs its [admin] token"); throw new Error("unauthorized"); }
+  if (response.status === 401) {
+    // Only a refusal of the token in use now (not of a request sent before logging in).
+    if (sent === state.token) showLogin(sent ? "that token was refused" : "this bridge needs its [admin] token");
+    throw new Error("unauthorized");
+  }
   const data = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(data.error || ("HTTP " + response.status));
   return data;
@@ -68,7 +73,7 @@ function renderSummary(s) {
     el("td", { class: "backlog" }, sink.backlog), el("td", {}, age(sink.backlog_age)),
     el("td", {}, sink.rate_per_s.toFixed(2)), el("td", {}, ms(sink.latency.p50)),
     el("td", {}, ms(sink.latency.p90)), el("td", {}, ms(sink.latency.p99)),
-    el("td", {}, badge(sink.breaker)), el("td", { class: "dead" }, sink.dead_letters),
+    el("td", {}, badge(sink.breaker)), el("td", { class: "dlq-count" }, sink.dead_letters),
     el("td", { class: "reason" }, sink.reason),
     el("td", { class: "action" }, sink.can_toggle
       ? el("span", {}, el("button", { type: "button", onclick: () => act("enable", { sink: sink.name }) }, "enable"), " ",
@@ -136,6 +141,7 @@ async function session() {
     ? (state.token ? "actions enabled" : "enter the admin token to enable actions")
     : "read-only (set [admin] token to enable actions)";
   if (s.actions && !state.token) showLogin("");
+  else document.getElementById("login").hidden = true;
 }
 
 async function refresh() {
