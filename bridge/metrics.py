@@ -105,12 +105,12 @@ class StateCollector(Collector):
         )
         outbox = self.outbox_stats
         now = time.time()
-        for sink in bridge.sinks:
-            counts = outbox.get("deliveries", {}).get(sink, {})
-            depth.add_metric([sink], float(counts.get("pending", 0)))
-            dead.add_metric([sink], float(counts.get("dead", 0)))
-            received = outbox.get("oldest_pending", {}).get(sink)
-            oldest.add_metric([sink], max(0.0, now - received) if received else 0.0)
+        for sink_name in bridge.sinks:
+            counts = outbox.get("deliveries", {}).get(sink_name, {})
+            depth.add_metric([sink_name], float(counts.get("pending", 0)))
+            dead.add_metric([sink_name], float(counts.get("dead", 0)))
+            received = outbox.get("oldest_pending", {}).get(sink_name)
+            oldest.add_metric([sink_name], max(0.0, now - received) if received else 0.0)
         events = GaugeMetricFamily(f"{PREFIX}_outbox_events", "Events stored in the outbox")
         events.add_metric([], float(outbox.get("events", 0)))
         writable = GaugeMetricFamily(f"{PREFIX}_outbox_writable", "1 when commits succeed")

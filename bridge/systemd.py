@@ -17,10 +17,13 @@ import signal
 import socket
 import time
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
+
+if TYPE_CHECKING:
+    from bridge.service import Bridge
 
 log = structlog.get_logger("bridge.systemd")
 
@@ -58,7 +61,7 @@ def watchdog_interval() -> float | None:
         return None
 
 
-def status_line(bridge: Any) -> str:
+def status_line(bridge: Bridge) -> str:
     parts = [f"{name}: {source.health.state}" for name, source in bridge.sources.items()]
     sinks = [f"{name}: {sink.health.state}" for name, sink in bridge.sinks.items()]
     line = "sources " + ", ".join(parts) + "; sinks " + ", ".join(sinks)
@@ -67,7 +70,7 @@ def status_line(bridge: Any) -> str:
     return line
 
 
-async def run_notifier(bridge: Any, notifier: Notifier | None = None, status_every: float = 5.0) -> None:
+async def run_notifier(bridge: Bridge, notifier: Notifier | None = None, status_every: float = 5.0) -> None:
     notifier = notifier or Notifier()
     if not notifier.enabled:
         return
@@ -93,8 +96,12 @@ async def _stall_hook() -> None:
             time.sleep(3600)  # deliberately blocks the trio thread
 
 
-def attach(bridge: Any, args: Any) -> None:
-    """Called by ``event-bridge run``: add the notifier (and the test hook) to the bridge."""
+def attach(bridge: Bridge, args: Any) -> None:
+    """Called by ``event-bridge run``: add the notifier (and the test hook) to the bridge.
+
+    The notifier waits for ``bridge.ready``, which the service sets only after the admin
+    listener is bound and every sink and source has started: READY=1 never precedes them.
+    """
     if os.environ.get("EVENT_BRIDGE_TEST_HOOKS") == "1":
         bridge.extra_tasks.append(lambda _bridge: _stall_hook())
     notifier = Notifier()

@@ -85,7 +85,10 @@ class SinkWindow:
         values = sorted(self.latencies)
         if not values:
             return {"p50": None, "p90": None, "p99": None}
-        pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
+
+        def pick(q: float) -> float:
+            return values[min(len(values) - 1, int(q * len(values)))]
+
         return {"p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99)}
 
 

@@ -75,7 +75,7 @@ def summary(bridge: Bridge, cache: AdminCache) -> dict[str, Any]:
     oldest = cache.stats.get("oldest_pending", {})
     sinks = []
     for name, sink in bridge.sinks.items():
-        health = sink.health
+        sink_health = sink.health
         counts = deliveries.get(name, {})
         window = cache.windows.get(name)
         received = oldest.get(name)
@@ -83,18 +83,20 @@ def summary(bridge: Bridge, cache: AdminCache) -> dict[str, Any]:
             {
                 "name": name,
                 "target": _describe(sink),
-                "state": health.state,
-                "reason": health.detail,
-                "ready": health.ready,
-                "breaker": "open" if health.state == "open" else "closed",
+                "state": sink_health.state,
+                "reason": sink_health.detail,
+                "ready": sink_health.ready,
+                "breaker": "open" if sink_health.state == "open" else "closed",
                 "backlog": counts.get("pending", 0),
                 "backlog_age": round(now - received, 1) if received else 0.0,
                 "dead_letters": counts.get("dead", 0),
-                "delivered": health.delivered,
+                "delivered": sink_health.delivered,
                 "rate_per_s": round(window.rate(now), 3) if window else 0.0,
                 "latency": window.percentiles() if window else {"p50": None, "p90": None, "p99": None},
                 "can_toggle": can_toggle(bridge, name, sink),
-                "extra": {k: v for k, v in health.extra.items() if isinstance(v, int | float | str | bool)},
+                "extra": {
+                    k: v for k, v in sink_health.extra.items() if isinstance(v, int | float | str | bool)
+                },
             }
         )
     problem = cache.outbox_problem()
