@@ -61,6 +61,14 @@ class SchemaEntry:
             found.update(variant.get("required", []))
         return found
 
+    def required_by_vendor(self) -> dict[str, set[str]]:
+        """Vendor -> the fields its unshaped events of this type always carry."""
+        alternative = self.schema.get("else", {})
+        variants = alternative.get("anyOf", [alternative])
+        top = set(self.schema.get("required", []))
+        found = {str(v.get("title")): top | set(v.get("required", [])) for v in variants if "title" in v}
+        return found or {v: top for v in self.vendors}
+
     def field_paths(self) -> Iterator[str]:
         """Dotted paths into ``data`` this schema names (``user_fields.*`` for open maps)."""
         yield from _paths(self.properties, "")

@@ -42,15 +42,18 @@ def render(cat: Catalog) -> str:
     for e in entries:
         vendors = ", ".join(_VENDOR_NAMES.get(v, v) for v in e.vendors)
         lines.append(f"| `{e.title}` | {_cell(e.description)} | {vendors} | `{e.uri}` |")
-    lines += ["", "Fields of `data`, per type (**bold**: always present in an unshaped event):", ""]
+    lines += ["", "Fields of `data`, per type and vendor (**bold**: always present in an unshaped event from that vendor):", ""]
     for e in entries:
-        required = e.required()
         by_vendor: dict[str, list[str]] = e.schema.get("x-fields-by-vendor", {})
+        required = e.required_by_vendor()
+        everywhere = set.intersection(*required.values()) if required else set()
         vendor_fields = {f for names in by_vendor.values() for f in names}
         common = [n for n in e.properties if n not in vendor_fields]
-        parts = [", ".join(f"**{n}**" if n in required else n for n in common)]
+        parts = [", ".join(f"**{n}**" if n in everywhere else n for n in common)]
         for vendor, names in by_vendor.items():
-            listed = ", ".join(f"**{n}**" if n in required else n for n in names)
+            mine = required.get(vendor, set())
+            extra = sorted(n for n in mine - everywhere if n not in names)
+            listed = ", ".join([f"**{n}**" for n in extra] + [f"**{n}**" if n in mine else n for n in names])
             parts.append(f"{_VENDOR_NAMES.get(vendor, vendor)}: {listed}")
         lines.append(f"- `{e.title}`: " + "; ".join(parts))
     lines += ["", "| field | type | meaning |", "|---|---|---|"]

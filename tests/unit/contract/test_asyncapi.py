@@ -95,7 +95,9 @@ def test_every_reference_resolves_and_every_type_is_there(document: dict) -> Non
 
 def test_an_event_validates_against_its_asyncapi_message_payload(document: dict) -> None:
     """The AsyncAPI payloads are the catalog's schemas: a documented event fits its message."""
-    event = json.loads((ROOT / "tests" / "golden" / "uptivity" / "CALLSTART.json").read_text())
+    from tests.unit.contract.events import callstart
+
+    event = callstart()
     schemas = document["components"]["schemas"]
     envelope = json.loads(json.dumps(schemas["call.started.event"]))
     envelope["properties"]["data"] = schemas["call.started"]

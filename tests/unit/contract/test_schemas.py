@@ -12,10 +12,10 @@ from bridge.contract import markdown
 from bridge.contract.catalog import catalog, load
 from bridge.errors import StartupError
 from bridge.model import NORMALIZED_TYPES, dataschema
+from tests.unit.contract import events
 from tests.unit.contract.conformance import check_binary, check_data, check_structured
 
 ROOT = Path(__file__).resolve().parents[3]
-GOLDEN = ROOT / "tests" / "golden" / "uptivity"
 # issue 17's operational events, as the issue lists them.
 OPERATIONAL = {
     "bridge.sink.failing",
@@ -50,22 +50,30 @@ def test_shared_fields_mean_the_same_in_every_schema() -> None:
             assert spec == first[1], f"{name} differs between {first[0]} and {entry.family}"
 
 
-@pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.json")), ids=lambda p: p.stem)
-def test_documented_uptivity_examples_conform_in_both_modes(path: Path) -> None:
+def _both_modes(event: dict) -> None:
     from bridge.outbox import Row
     from bridge.sinks.webhook.wire import encode
 
-    event = json.loads(path.read_text())
     check_structured(event)
     body = json.dumps(event, separators=(",", ":")).encode()
-    row = Row(1, event["id"], "uptivity-main", event["type"], event.get("subject"), 0.0, body)
+    row = Row(1, event["id"], "src", event["type"], event.get("subject"), 0.0, body)
     _, headers, data = encode([row], "binary")
     assert headers["ce-dataschema"] == event["dataschema"]
     check_binary(headers, data)
 
 
+@pytest.mark.parametrize("path", events.uptivity_paths(), ids=lambda p: p.stem)
+def test_documented_uptivity_events_conform_in_both_modes(path: Path) -> None:
+    _both_modes(events.uptivity_event(path))
+
+
+@pytest.mark.parametrize("path", events.anywherenow_paths(), ids=lambda p: p.stem)
+def test_documented_anywherenow_events_conform_in_both_modes(path: Path) -> None:
+    _both_modes(events.anywherenow_event(path))
+
+
 def test_the_check_can_fail() -> None:
-    event = json.loads((GOLDEN / "CALLSTART.json").read_text())
+    event = events.callstart()
     with pytest.raises(AssertionError, match="undocumented_field"):
         check_data(event["type"], event["dataschema"], {**event["data"], "undocumented_field": 1})
     with pytest.raises(AssertionError, match="start_time"):

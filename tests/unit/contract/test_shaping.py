@@ -13,17 +13,14 @@ from bridge.config import ConfigError, load
 from bridge.shaping import Shaper, ShapeSettings, mask
 from tests.helpers import write_config
 from tests.unit.contract.conformance import check_structured
+from tests.unit.contract.events import callstart
 
 ROOT = Path(__file__).resolve().parents[3]
 KEY = "a-hash-key-of-24-chars!!"
 
 
 def event(ani: str = "+1 555 010 4567") -> dict:
-    """A documented CALLSTART (golden file) with a caller number, as the vendor would send it."""
-    e = json.loads((ROOT / "tests" / "golden" / "uptivity" / "CALLSTART.json").read_text())
-    e["data"]["ani"] = ani
-    e["data"]["raw"]["EVENTDATA"]["ANI"] = f" {ani} "
-    return e
+    return callstart(ani)
 
 
 def test_mask_keeps_the_last_four_characters() -> None:
