@@ -115,6 +115,16 @@ def logical_key(event: dict[str, Any]) -> tuple[Any, ...]:
     """What makes two deliveries the same event, independent of its id."""
     source = event["source"].rsplit("/", 1)[-1]
     if source == "up":
+        if event["data"].get("reconciled"):  # recovered by status requests: no EVENTXREF
+            data = event["data"]
+            return (
+                source,
+                "reconciled",
+                event["subject"],
+                event["type"],
+                data.get("call_instance"),
+                event["time"],
+            )
         return (source, int(event["data"]["raw"]["EVENTXREF"]))
     if source == "anw":
         return (source, event["subject"], event["type"])
