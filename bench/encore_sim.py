@@ -2,7 +2,7 @@
 
 Runs :class:`bridge.simulators.encore.EncoreSimulator` (as ``event-bridge simulate
 encore`` does) and records ``(monotonic time, port)`` for every ``PortStatusEX`` it
-answers. On SIGTERM/SIGINT it writes them as JSON to ``--out`` and exits, so the bench
+answers, and counts the GetURL lookups (the cost of telling recordings apart). On SIGTERM/SIGINT it writes them as JSON to ``--out`` and exits, so the bench
 can compute the sweep time (how long until the same port is asked again).
 
     python bench/encore_sim.py --ports 1000 --latency 0.005 --active 100 --out polls.json
@@ -44,7 +44,9 @@ async def main(args: argparse.Namespace) -> None:
                 break
             nursery.cancel_scope.cancel()
     with open(args.out, "w") as out:
-        json.dump({"polls": sim.polls, "max_concurrency": sim.max_concurrency}, out)
+        json.dump(
+            {"polls": sim.polls, "max_concurrency": sim.max_concurrency, "geturl": sim.calls["GetURL"]}, out
+        )
 
 
 if __name__ == "__main__":
