@@ -2,8 +2,9 @@
 
 Runs :class:`bridge.simulators.encore.EncoreSimulator` (as ``event-bridge simulate
 encore`` does) and records ``(monotonic time, port)`` for every ``PortStatusEX`` it
-answers, and counts the GetURL lookups (the cost of telling recordings apart). On SIGTERM/SIGINT it writes them as JSON to ``--out`` and exits, so the bench
-can compute the sweep time (how long until the same port is asked again).
+answers, and counts the GetURL lookups (the cost of telling recordings apart). On
+SIGTERM/SIGINT it writes them as JSON to ``--out`` and exits, so the bench can compute
+the sweep time (how long until the same port is asked again).
 
     python bench/encore_sim.py --ports 1000 --latency 0.005 --active 100 --out polls.json
 """
