@@ -66,14 +66,17 @@ async def _start_recording(tmp_path: Path, bridge, sim: UptivitySimulator) -> No
     assert sim.table.devices["1111"].state == "recording"
 
 
-async def _outage(proxy: FaultProxy, bridge, sim: UptivitySimulator, change: str) -> None:
-    """Cut the bridge off, change device 1111 silently, let it back in."""
+async def _outage(
+    proxy: FaultProxy, bridge, sim: UptivitySimulator, change: str, *more: tuple[str, str]
+) -> None:
+    """Cut the bridge off, change device 1111 (and ``more``) silently, let it back in."""
     proxy.mode = "refuse"
     await proxy.reset_all()
     await wait_for(lambda: bridge.sources["up"].health.state == "disconnected")
     await wait_for(lambda: not sim.subscribers)
-    sim.set_device_state("1111", change)
-    assert sim.table.journal[-1].silent and not sim.subscribers  # no event could carry it
+    for device, state in (("1111", change), *more):
+        sim.set_device_state(device, state)
+        assert sim.table.journal[-1].silent and not sim.subscribers  # no event could carry it
     proxy.mode = "pass"
 
 
@@ -142,6 +145,28 @@ async def test_recording_stopped_while_the_bridge_was_down_is_reconciled_at_rest
     async with running_bridge(config(tmp_path, port)) as bridge:
         await wait_for(lambda: bridge.sources["up"].reconciliations >= 1)
     assert len(reconciled(tmp_path)) == 1
+
+
+async def test_a_recording_that_began_and_ended_inside_the_outage_cannot_be_recovered(
+    tmp_path: Path, nursery
+) -> None:
+    """What the README says cannot be recovered: the API reports states, not history."""
+    sim = UptivitySimulator(rate=0, count=2, numbered=True, devices=2, zone=CHICAGO)
+    proxy = FaultProxy(await nursery.start(sim.serve))
+    await nursery.start(proxy.serve)
+    async with running_bridge(config(tmp_path, proxy.port)) as bridge:
+        await _start_recording(tmp_path, bridge, sim)
+        # 1111 stops (recoverable); 1112 records and stops, all inside the outage (not).
+        await _outage(proxy, bridge, sim, "idle", ("1112", "recording"), ("1112", "idle"))
+        await wait_for(lambda: reconciled(tmp_path))
+        await wait_for(lambda: bridge.sources["up"].reconciliations >= 2)
+    assert [(e["subject"], e["type"]) for e in reconciled(tmp_path)] == [("1111", "recording.stopped")]
+    silent = [c for c in sim.table.journal if c.silent]
+    assert [(c.device_id, c.state) for c in silent] == [
+        ("1111", "idle"),
+        ("1112", "recording"),
+        ("1112", "idle"),
+    ]
 
 
 async def test_a_value_with_an_unescaped_ampersand_is_delivered_as_sent(tmp_path: Path, nursery) -> None:
