@@ -161,11 +161,11 @@ class EndpointControls:
         self.bucket.throttled(now, held)
 
     # -- authentication -------------------------------------------------------------------
-    async def authorized(self, client: httpx.AsyncClient, headers: Mapping[str, str]) -> dict[str, str]:
-        """``headers`` plus ``Authorization: Bearer`` when OAuth2 is configured."""
-        out = dict(headers)
+    async def authorized(self, client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, str]:
+        """``headers`` plus ``Authorization: Bearer`` when OAuth2 is configured (else as they are)."""
         if self.oauth is None:
-            return out
+            return headers
+        out = dict(headers)
         try:
             token = await self.oauth.get(client)
         except OAuthError as exc:

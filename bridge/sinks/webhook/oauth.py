@@ -49,6 +49,11 @@ class OAuth2Settings:
                 "token_url", f"must be an http:// or https:// URL, got {redact_url(self.token_url)!r}"
             )
         v.table.ctx.secrets.add(self.client_secret)
+        if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+            v.warn(
+                "token_url",
+                "plain http://: the client secret and the tokens travel unencrypted; use https://",
+            )
 
 
 class OAuthError(EndpointError):
