@@ -248,3 +248,11 @@ def test_ready_only_after_the_admin_listener_is_bound(tmp_path: Path) -> None:
         pass
     assert "READY=1" not in late
     sock.close()
+
+
+def test_readme_exit_status_table_matches_the_code() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("| status | meaning | example line |") :].split("\n\n")[0]
+    documented = {int(line.split("|")[1]) for line in table.splitlines()[2:]}
+    codes = {v for k, v in vars(exits).items() if k.isupper() and isinstance(v, int)}
+    assert documented == codes
