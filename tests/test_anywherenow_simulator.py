@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
@@ -43,6 +44,7 @@ async def read_json_line(stream: trio.abc.ReceiveStream, buffer: bytearray) -> d
     return json.loads(line)
 
 
+@pytest.mark.needs_node
 async def test_official_javascript_client_receives_an_event_and_a_close(nursery: trio.Nursery) -> None:
     js_client_ready()
     sim = AnywhereNowSimulator(require_token="js-token-123", ping_interval=0.2)

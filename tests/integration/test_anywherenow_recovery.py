@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from bridge.model import Event
@@ -224,6 +225,8 @@ class CountingEmitter:
                 self.state[key] = value
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 async def test_100k_distinct_calls_on_the_hub_keep_memory_bounded_and_live_events_flowing(
     tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture
 ) -> None:

@@ -145,18 +145,34 @@ class HubLink:
     # ---- called from signalrcore's threads -------------------------------------------
 
     def _to_trio(self, item: HubMessage) -> None:
-        """Hand one message to trio, blocking while the channel is full (backpressure)."""
+        self._to_trio_many([item])
+
+    def _to_trio_many(self, items: list[HubMessage]) -> None:
+        """Hand messages to trio in order, blocking while the channel is full
+        (backpressure); one thread hop per frame, not per message."""
+        if not items:
+            return
+        sent = 0
+
+        async def send_all() -> None:
+            nonlocal sent
+            for item in items:
+                await self._send.send(item)
+                sent += 1
+
         self.blocked = True
         try:
-            trio.from_thread.run(self._send.send, item, trio_token=self._token)
+            trio.from_thread.run(send_all, trio_token=self._token)
         except Exception as exc:  # trio side gone (shutdown) or channel closed
-            self.dropped += 1
+            lost = items[sent:]
+            self.dropped += len(lost)
             try:
                 self.log.error(
                     "anywherenow_message_not_delivered",
                     reason=f"{type(exc).__name__}: {exc}",
-                    kind=item.kind,
-                    excerpt=excerpt(item.raw),
+                    kind=lost[0].kind,
+                    excerpt=excerpt(lost[0].raw),
+                    count=len(lost),
                     dropped_total=self.dropped,
                 )
             except Exception:
@@ -179,6 +195,7 @@ class HubLink:
         """Replaces the connection's dispatcher: ours first, the library for the rest."""
         self.last_received = time.monotonic()
         rest = []
+        ours: list[HubMessage] = []
         for message in messages:
             kind = message.type
             if kind == MessageType.invocation or kind == MessageType.invocation.value:
@@ -186,9 +203,9 @@ class HubLink:
                 raw = getattr(message, "raw_record", "")
                 # Hub method names match case-insensitively, as in the official clients.
                 if isinstance(target, str) and target.lower() == self.target.lower():
-                    self._to_trio(HubMessage("invocation", target, message.arguments, raw))
+                    ours.append(HubMessage("invocation", target, message.arguments, raw))
                 else:
-                    self._to_trio(HubMessage("unhandled", str(target), message.arguments, raw))
+                    ours.append(HubMessage("unhandled", str(target), message.arguments, raw))
                 continue
             if kind == MessageType.close or kind == MessageType.close.value:
                 error = getattr(message, "error", None)
@@ -196,6 +213,7 @@ class HubLink:
                     f": {excerpt(str(error), 200, mask=False)}" if error else ""
                 )
             rest.append(message)
+        self._to_trio_many(ours)
         if rest and self._connection is not None:
             BaseHubConnection.on_message(self._connection, rest)
 
