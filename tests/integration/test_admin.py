@@ -228,3 +228,68 @@ def test_token_is_a_secret_and_a_public_listener_is_warned_about(tmp_path: Path)
     assert any("set [admin] token" in w for w in open_config.warnings)
     quiet = load(write(tmp_path, 'listen = "127.0.0.1:9108"'))
     assert not any("admin" in w for w in quiet.warnings)
+
+
+async def test_console_actions_replay_drop_and_endpoint_toggle(tmp_path: Path, nursery: trio.Nursery) -> None:
+    from bridge.asgi import serve_asgi
+    from bridge.sinks.webhook import disable as endpoint_state
+    from tests.receivers import Receiver
+
+    refusing = True
+
+    async def behaviour(receiver: Receiver, headers: dict[str, str], body: bytes) -> int:
+        return 422 if refusing else 204
+
+    receiver = Receiver(behaviour)
+    hook = await nursery.start(serve_asgi, receiver.app)
+    path = write(tmp_path, f'listen = "127.0.0.1:{free_port()}"\ntoken = "{TOKEN}"')
+    path.write_text(
+        path.read_text()
+        + f"""
+[[sinks.webhook]]
+name = "crm"
+url = "http://127.0.0.1:{hook}/events"
+secrets = ["whsec_b3BlcmF0b3JzLXZpZXctdGVzdC1zZWNyZXQ="]
+"""
+    )
+    async with bridge_with_admin(path) as (bridge, base):
+        await bridge.committer.emit("up", [event("call.started", "a"), event("call.started", "b")])
+        view = bridge.outbox.sync
+        await wait_for(lambda: len(view.deliveries(sink="crm", state=2)) == 2, timeout=30)
+        auth = {"authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(base_url=base, headers=auth) as client:
+            csrf = {"x-csrf-token": (await client.get("/api/session")).json()["csrf"]}
+            dead = (await client.get("/api/dlq")).json()["dead_letters"]
+            assert {d["last_status"] for d in dead} == {422}
+            first, second = sorted(d["seq"] for d in dead)
+
+            dropped = await client.post(
+                "/api/actions/drop", json={"sink": "crm", "seqs": [second]}, headers=csrf
+            )
+            assert dropped.json()["count"] == 1
+            assert [d["seq"] for d in view.deliveries(sink="crm", state=2)] == [first]
+
+            disabled = await client.post("/api/actions/disable", json={"sink": "crm"}, headers=csrf)
+            assert disabled.status_code == 200
+            state = endpoint_state.load(view.db, "crm")
+            assert state is not None and state.enabled is False and state.reason == "operator"
+            cannot = await client.post("/api/actions/disable", json={"sink": "log"}, headers=csrf)
+            assert cannot.status_code == 409
+            enabled = await client.post("/api/actions/enable", json={"sink": "crm"}, headers=csrf)
+            assert enabled.status_code == 200
+            state = endpoint_state.load(view.db, "crm")
+            assert state is not None and state.enabled is True
+
+            refusing = False
+            since = datetime.fromtimestamp(0, UTC).isoformat()
+            replayed = await client.post(
+                "/api/actions/replay", json={"sink": "crm", "since": since}, headers=csrf
+            )
+            assert replayed.json()["count"] == 2  # both events, also the dropped one, same ids
+            await wait_for(lambda: len(receiver.delivered_ids()) == 2, timeout=30)
+            ids = {row["id"] for row in view.deliveries(sink="crm")}
+            assert set(receiver.delivered_ids()) == ids
+            bad = await client.post(
+                "/api/actions/replay", json={"sink": "crm", "since": "yesterday"}, headers=csrf
+            )
+            assert bad.status_code == 400 and "ISO 8601" in bad.json()["error"]
