@@ -54,7 +54,7 @@ from bridge.sources.uptivity.stream import (
 READ_SIZE = 65536
 
 
-class SessionEnd(Exception):
+class SessionEnd(EndpointError):
     """Why a subscription ended, and how long to wait before the next one."""
 
     def __init__(self, reason: str, *, permanent: bool = False) -> None:
