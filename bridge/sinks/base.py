@@ -24,10 +24,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import structlog
 import trio
 
 from bridge.components import Sink, SinkHealth
+from bridge.errors import OutboxUnavailable
 from bridge.outbox import AsyncOutbox, Row, Settlements
+
+log = structlog.get_logger("bridge.sinks")
 
 if TYPE_CHECKING:
     from bridge.committer import NewData
@@ -36,6 +40,9 @@ WINDOW_MAX = 8192  # rows a sink keeps in memory; beyond that it reads the outbo
 WINDOW_LOW = WINDOW_MAX // 2  # refill below this
 PAGE = 1024
 CHECK_EVERY = 0.25  # seconds between checks for changes made by other processes
+# A sink running :meth:`SinkFeed.run_flusher` writes its outcomes at most this long after
+# they happened, many per transaction (the delivery itself never waits for the write).
+FLUSH_DELAY = 0.01
 
 
 class SinkFeed:
@@ -53,6 +60,8 @@ class SinkFeed:
         self._complete = False  # and there is none beyond it: pushed rows may be appended
         self._buffer = Settlements()
         self._writing = False
+        self._flusher = False
+        self._dirty = trio.Event()
         self._written = trio.Event()
         self._event = trio.Event()
         self._seen: tuple[int, int] | None = None
@@ -246,6 +255,45 @@ class SinkFeed:
             finally:
                 self._writing = False
                 self._written.set()
+
+    def settle_soon(self) -> bool:
+        """Leave the write of what was recorded to the flusher; False when none runs
+        (the caller then awaits :meth:`flush` itself)."""
+        if self._flusher:
+            self._dirty.set()
+        return self._flusher
+
+    async def run_flusher(self, delay: float = FLUSH_DELAY) -> None:
+        """Write recorded outcomes in groups, ``delay`` after the first of each group.
+
+        Runs in the sink's nursery. A lost group (crash) means re-deliveries with the same
+        ids, never a loss; on cancellation what is buffered is still written (shielded,
+        bounded).
+        """
+        self._flusher = True
+        failing = False
+        try:
+            while True:
+                await self._dirty.wait()
+                self._dirty = trio.Event()
+                await trio.sleep(delay)
+                try:
+                    await self.flush()
+                except OutboxUnavailable as exc:
+                    if not failing:
+                        log.warning("sink_outcomes_not_written", sink=self.sink, error=str(exc))
+                    failing = True
+                    self._dirty.set()  # kept in the buffer: try again
+                    await trio.sleep(1.0)
+                    continue
+                failing = False
+        finally:
+            self._flusher = False
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                try:
+                    await self.flush()
+                except OutboxUnavailable:
+                    pass
 
     def _observe(self, rows: Sequence[Row], outcome: str) -> None:
         for observer in self.observers:

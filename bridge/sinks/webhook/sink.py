@@ -211,7 +211,9 @@ class WebhookSink(ComponentBase):
             feed.poke()
         if recorded:
             with trio.CancelScope(shield=True):
-                if not feed.settle_soon():  # the flusher writes many outcomes at once
+                # Deliveries are written by the flusher, many at once; a dead letter or a
+                # retry is on disk before anyone is told (dlq list, logs).
+                if outcome.kind != "ok" or not feed.settle_soon():
                     await feed.flush()
                 await self.controls.after(feed, self.health, rows, outcome)
 
@@ -234,7 +236,7 @@ class WebhookSink(ComponentBase):
         except httpx.HTTPError as exc:
             return Outcome("retry", None, self.controls.explain(describe(exc), exc, self.url))
         status = response.status_code
-        kind = self.controls.policy.classify(status, response.headers)
+        kind = self.controls.classify(status, response.headers)
         if kind == "ok":
             return Outcome("ok", status, "")
         error = f"HTTP {status}: {self._scrub(excerpt)}"
