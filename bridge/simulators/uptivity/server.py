@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,7 @@ class Subscriber:
     stream: trio.SocketStream
     send: trio.MemorySendChannel[tuple[int, bytes]]
     written: list[int] = field(default_factory=list)  # event numbers fully handed to the kernel
+    written_at: list[float] = field(default_factory=list)  # monotonic time each write completed
 
 
 class UptivitySimulator:
@@ -147,6 +149,11 @@ class UptivitySimulator:
         out = {s.id: list(s.written) for s in self.finished}
         out.update({s.id: list(s.written) for s in self.subscribers.values()})
         return out
+
+    def journal(self) -> dict[int, list[tuple[int, float]]]:
+        """Per connection: (event number, monotonic time its write completed), in order."""
+        subs = [*self.finished, *self.subscribers.values()]
+        return {s.id: list(zip(s.written, s.written_at, strict=True)) for s in subs}
 
     def all_written(self) -> list[int]:
         return sorted({n for nums in self.written().values() for n in nums})
@@ -360,6 +367,7 @@ class UptivitySimulator:
                     await sub.stream.send_all(piece)
                 if number:
                     sub.written.append(number)
+                    sub.written_at.append(time.monotonic())
                     if self.drop_after and len(sub.written) >= self.drop_after:
                         return
 
