@@ -53,7 +53,11 @@ def vendor_type(vendor: str, name: str) -> str:
 
 
 def canonical_json(value: Any) -> bytes:
-    """Stable JSON bytes (sorted keys, no spaces) for hashing and storage."""
+    """Stable JSON bytes (sorted keys, no spaces) for hashing and storage.
+
+    These bytes feed the deterministic event id, so they stay the json module's (orjson
+    differs on floats and large integers; checking a value first cost more than it saved).
+    """
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
