@@ -190,3 +190,29 @@ async def test_oauth2_wrong_secret_is_a_clear_not_ready_reason(tmp_path: Path, n
     assert "token_url" in detail and "a-wrong-secret" not in detail
     assert hook.requests == []  # nothing is sent without a token
     assert "a-wrong-secret" not in logs.getvalue()
+
+
+async def test_oauth2_endpoint_refusing_fresh_tokens_is_retried_not_dead_lettered(
+    tmp_path: Path, nursery
+) -> None:
+    tokens = TokenServer("bridge-client", "the-secret")
+    token_port = await nursery.start(serve_asgi, tokens.app)
+
+    async def refuse_all(receiver: Receiver, headers: dict[str, str], body: bytes) -> int:
+        return 401
+
+    hook = Receiver(refuse_all)
+    hook_port = await nursery.start(serve_asgi, hook.app)
+    oauth = (
+        f'oauth2 = {{ token_url = "http://127.0.0.1:{token_port}/token", client_id = "bridge-client", '
+        'client_secret = "the-secret" }\nmax_in_flight = 1'
+    )
+    sinks = sink_table("hook", f"http://127.0.0.1:{hook_port}/hook", oauth)
+    async with running(write_config(tmp_path, sinks, await start_source(nursery))) as bridge:
+        await emit(bridge, events(2))
+        await wait_for(lambda: bridge.sinks["hook"].health.retried >= 2)
+        health = bridge.sinks["hook"].health
+        assert health.dead == 0  # a scope or audience mistake must not drop events
+        assert not health.ready and "401 to a fresh OAuth2 token" in health.detail
+    first_two = [r.headers["authorization"] for r in hook.requests[:2]]
+    assert first_two[0] != first_two[1]  # the 401 got a fresh token, tried once more

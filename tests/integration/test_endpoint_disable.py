@@ -90,6 +90,8 @@ async def test_410_gone_dead_letters_at_once_disables_and_enable_resumes_in_orde
         ("hook", {"sink": "hook", "kind": "webhook", "reason": "gone", "error": disabled[0][1]["error"]})
     ]
     assert disabled[0][1]["error"].startswith("HTTP 410")
+    dead_letters = [d for t, _, d in bridge_types(ops) if t == "bridge.delivery.dead_lettered"]
+    assert [(d["event_id"], d["status"], d["attempts"]) for d in dead_letters] == [(dead["id"], 410, 1)]
 
 
 async def test_down_past_disable_after_is_disabled_stays_disabled_across_a_restart_and_enable_delivers_all(

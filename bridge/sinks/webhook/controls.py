@@ -175,6 +175,17 @@ class EndpointControls:
         out["authorization"] = f"Bearer {token}"
         return out
 
+    def classify(self, status: int, headers: Mapping[str, str]) -> str:
+        """:meth:`RetryPolicy.classify`, except that a 401 to a fresh OAuth2 token is a
+        configuration problem to retry (and show in /readyz), not a reason to drop events."""
+        if status == 401 and self.oauth is not None:
+            self.auth_error = (
+                f"sinks.webhook {self.name}: the endpoint answered 401 to a fresh OAuth2 token; "
+                "check oauth2.scope and that the endpoint accepts tokens from oauth2.token_url"
+            )
+            return "retry"
+        return self.policy.classify(status, headers)
+
     def refused(self, headers: Mapping[str, str]) -> bool:
         """The endpoint answered 401 to ``headers``: forget that token; True to try once more."""
         if self.oauth is None:
