@@ -33,22 +33,19 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-async def test_state_quarantine_and_log_files_are_private_and_quarantine_is_byte_capped(
-    tmp_path: Path, nursery: trio.Nursery
-) -> None:
+async def run_bridge_with_hostile_input(tmp_path: Path, nursery: trio.Nursery, extra: str = "") -> Path:
+    """Run the bridge (umask 022) until it has quarantined JUNK_COUNT inputs and logged 7
+    events; checks the outbox's -wal/-shm while they exist; returns its stderr file."""
     sim = UptivitySimulator(rate=0, count=7, numbered=True)
     sim.pause()
     port = await nursery.start(sim.serve)
-    state = tmp_path / "new" / "state"
-    log_file = tmp_path / "logs" / "sub" / "events.jsonl"
+    state, log_file = tmp_path / "new" / "state", tmp_path / "logs" / "sub" / "events.jsonl"
     config = write_config(
         tmp_path,
         f"""
         [bridge]
         state_dir = "{state}"
-        [quarantine]
-        max_bytes = {MAX_BYTES}
-        max_file_bytes = {MAX_FILE_BYTES}
+        {extra}
         [[sources.uptivity]]
         name = "up"
         host = "127.0.0.1"
@@ -67,18 +64,30 @@ async def test_state_quarantine_and_log_files_are_private_and_quarantine_is_byte
             preexec_fn=lambda: os.umask(0o022),
         )
     try:
-        await wait_for(lambda: sim.subscribers, timeout=30)
+        await wait_for(lambda: sim.subscribers or proc.poll() is not None, timeout=30)
+        assert proc.poll() is None, stderr.read_text()
         for _ in range(JUNK_COUNT):
             await sim.inject(JUNK)
         sim.pause(False)
         await wait_for(lambda: log_file.exists() and len(read_jsonl(log_file)) >= 7, timeout=30)
         await wait_for(lambda: stderr.read_text().count("uptivity_bad_input") >= JUNK_COUNT, timeout=30)
+        # SQLite's -wal and -shm exist only while the outbox is open: check them now.
+        live = [state / "outbox.sqlite3-wal", state / "outbox.sqlite3-shm"]
+        assert {f.name: oct(mode(f)) for f in live} == {f.name: "0o600" for f in live}
     finally:
         proc.send_signal(signal.SIGTERM)
         await trio.to_thread.run_sync(proc.wait)
+    return stderr
 
-    # Item 7: every directory the bridge created is 0700, every file 0600, umask 022 or not.
+
+async def test_state_quarantine_and_log_files_are_private_whatever_the_umask(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """Item 7, with the default configuration."""
+    stderr = await run_bridge_with_hostile_input(tmp_path, nursery)
+    state, log_file = tmp_path / "new" / "state", tmp_path / "logs" / "sub" / "events.jsonl"
     quarantine = state / "quarantine" / "up"
+    # Every directory the bridge created is 0700, every file 0600.
     created_dirs = [
         tmp_path / "new",
         state,
@@ -89,9 +98,7 @@ async def test_state_quarantine_and_log_files_are_private_and_quarantine_is_byte
     ]
     assert {d: oct(mode(d)) for d in created_dirs} == {d: "0o700" for d in created_dirs}
     files = [state / "outbox.sqlite3", log_file, *quarantine.iterdir()]
-    wal = [state / "outbox.sqlite3-wal", state / "outbox.sqlite3-shm"]
-    files += [f for f in wal if f.exists()]
-    assert len(files) > 4
+    assert len(files) == 2 + 2 * JUNK_COUNT
     assert {f.name: oct(mode(f)) for f in files} == {f.name: "0o600" for f in files}
     # A file made by hand under umask 022 would have been 0644: the check can fail.
     probe = tmp_path / "probe"
@@ -101,17 +108,25 @@ async def test_state_quarantine_and_log_files_are_private_and_quarantine_is_byte
     finally:
         os.umask(old)
     assert mode(probe) == 0o644
+    # The log lines about quarantined input carry no call data, only its shape.
+    text = stderr.read_text()
+    assert text.count("uptivity_bad_input") >= JUNK_COUNT
+    assert CALLER not in text and AGENT not in text
+    assert "Traceback" not in text
 
-    # Item 9: quarantine is capped by bytes per source (oldest go first), not only by count.
+
+async def test_quarantine_is_capped_by_bytes_per_source(tmp_path: Path, nursery: trio.Nursery) -> None:
+    """Item 9: besides the count, a byte cap per source; the oldest inputs go first."""
+    extra = f"""
+        [quarantine]
+        max_bytes = {MAX_BYTES}
+        max_file_bytes = {MAX_FILE_BYTES}
+    """
+    await run_bridge_with_hostile_input(tmp_path, nursery, extra)
+    quarantine = tmp_path / "new" / "state" / "quarantine" / "up"
     kept = sorted(quarantine.glob("*.bin"))
     total = sum(p.stat().st_size for p in quarantine.iterdir())
     assert 1 <= len(kept) < JUNK_COUNT and total <= MAX_BYTES
     assert all(p.stat().st_size == MAX_FILE_BYTES for p in kept)
     assert all(f"(first {MAX_FILE_BYTES} kept)" in p.with_suffix(".txt").read_text() for p in kept)
-    assert CALLER.encode() in kept[-1].read_bytes()  # the newest input is there, whole up to the cap
-
-    # Item 7: the log lines about quarantined input carry no call data, only its shape.
-    text = stderr.read_text()
-    assert "uptivity_bad_input" in text
-    assert CALLER not in text and AGENT not in text
-    assert "Traceback" not in text
+    assert CALLER.encode() in kept[-1].read_bytes()  # the newest input is there, up to the cap
