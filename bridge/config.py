@@ -268,7 +268,9 @@ class BridgeSettings:
 class OutboxSettings:
     """``[outbox]``: the durable SQLite outbox."""
 
-    commit_interval: float = setting(0.02, min=0.0, max=1.0, doc="longest wait to group commits (s)")
+    commit_interval: float = setting(
+        0.02, min=0.0, max=1.0, doc="unused, kept for older configs: a commit starts as soon as the last ends"
+    )
     commit_batch: int = setting(1000, min=1, max=100_000, doc="most events in one commit")
     synchronous: str = setting("full", choices=("full", "normal"), doc="SQLite synchronous mode")
     retention: float = setting(7 * 86400.0, min=0.0, doc="keep delivered events this long (s)")
