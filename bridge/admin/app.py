@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import hmac
+import ipaddress
 import json
 import secrets
 from importlib import resources
@@ -53,6 +54,15 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
     "cache-control": "no-store",
 }
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -100,6 +110,8 @@ class AdminApp:
         self.cache = cache
         self.token = token
         self.csrf = secrets.token_urlsafe(32)
+        host, _ = split_listen(bridge.config.admin.listen)
+        self.loopback = is_loopback(host)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -110,7 +122,12 @@ class AdminApp:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         method, path = scope["method"], scope["path"]
         try:
-            status, ctype, body, extra = await self.route(method, path, scope, headers, receive)
+            if not self.host_allowed(headers.get("host", "")):
+                # DNS rebinding: a web page elsewhere resolving its own name to 127.0.0.1
+                # must not read the console of a loopback listener through the visitor's browser.
+                status, ctype, body, extra = _text(421, "unexpected Host header\n")
+            else:
+                status, ctype, body, extra = await self.route(method, path, scope, headers, receive)
         except console.ActionError as exc:
             status, ctype, body, extra = _json(exc.status, {"error": str(exc)})
         out = {**SECURITY_HEADERS, **extra}
@@ -118,6 +135,13 @@ class AdminApp:
         raw += [(k.encode(), v.encode()) for k, v in out.items()]
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
+
+    def host_allowed(self, host_header: str) -> bool:
+        """On a loopback listener, only loopback names in ``Host`` (anything when public)."""
+        if not self.loopback:
+            return True
+        host = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+        return is_loopback(host.strip("[]").lower())
 
     def authorized(self, headers: dict[str, str]) -> bool:
         if self.token is None:
@@ -194,6 +218,10 @@ class AdminApp:
         result = await console.act(self.bridge, name, payload)
         log.info("admin_action", **result)
         return _json(200, result)
+
+
+def _text(status: int, text: str) -> tuple[int, str, bytes, dict[str, str]]:
+    return status, "text/plain", text.encode(), {}
 
 
 def _json(status: int, data: Any, indent: int | None = None) -> tuple[int, str, bytes, dict[str, str]]:

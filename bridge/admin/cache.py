@@ -35,6 +35,11 @@ RATE_WINDOW = 60.0  # seconds of deliveries the rate is computed over
 LATENCY_SAMPLES = 2000  # recent delivery latencies kept per sink for percentiles
 
 
+def read_only_uri(path: Path) -> str:
+    """A SQLite URI opening ``path`` read-only (percent-encoded: any file name works)."""
+    return path.resolve().as_uri() + "?mode=ro"
+
+
 class ReadOnlyOutbox:
     """The outbox file opened read-only, in a thread of its own (not the writer's)."""
 
@@ -45,7 +50,7 @@ class ReadOnlyOutbox:
     def _connect(self) -> None:
         if self.view.conn is None:
             conn = sqlite3.connect(
-                f"file:{self.view.path}?mode=ro", uri=True, check_same_thread=False, timeout=5
+                read_only_uri(self.view.path), uri=True, check_same_thread=False, timeout=5
             )
             conn.execute("PRAGMA query_only=ON")
             self.view.conn = conn

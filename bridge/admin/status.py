@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from bridge.admin.app import split_listen
+from bridge.admin.cache import read_only_uri
 from bridge.outbox import Outbox
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -120,7 +121,7 @@ def from_outbox(config: Any) -> dict[str, Any]:
     path = config.state_dir / "outbox.sqlite3"
     view = Outbox(path)
     try:
-        view.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        view.conn = sqlite3.connect(read_only_uri(path), uri=True, timeout=5)
         stats = view.stats()
     except sqlite3.Error as exc:
         raise SystemExit(f"event-bridge: cannot read the outbox {path}: {exc}") from None

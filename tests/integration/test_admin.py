@@ -293,3 +293,15 @@ secrets = ["whsec_b3BlcmF0b3JzLXZpZXctdGVzdC1zZWNyZXQ="]
                 "/api/actions/replay", json={"sink": "crm", "since": "yesterday"}, headers=csrf
             )
             assert bad.status_code == 400 and "ISO 8601" in bad.json()["error"]
+
+
+async def test_a_loopback_listener_refuses_foreign_host_names(tmp_path: Path) -> None:
+    """DNS rebinding: evil.example resolving to 127.0.0.1 must not read the console."""
+    port = free_port()
+    path = write(tmp_path, f'listen = "127.0.0.1:{port}"')
+    async with bridge_with_admin(path) as (_, base), httpx.AsyncClient(base_url=base) as client:
+        for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}"):
+            answer = await client.get("/api/summary", headers={"host": host})
+            assert answer.status_code == 421, host
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+            assert (await client.get("/api/summary", headers={"host": host})).status_code == 200, host
