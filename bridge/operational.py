@@ -244,6 +244,7 @@ class _Watcher:
         self.up_since: dict[str, float | None] = {}
         self.down_since: dict[str, float | None] = {}
         self.seen: dict[str, str] = {}
+        self.reconnects: dict[str, int] = {}
 
     def look(self, sources: Mapping[str, Any], problem: str | None, path: Path | None) -> None:
         now = time.monotonic()
@@ -251,10 +252,20 @@ class _Watcher:
             health = getattr(source, "health", None)
             state = getattr(health, "state", "starting")
             up = state in ("connected", "polling")
-            if state == "starting" or self.seen.get(name) == ("up" if up else "down"):
-                continue
             vendor = str(getattr(source, "vendor", ""))
             reconnects = int(getattr(health, "reconnects", 0))
+            flapped = up and self.seen.get(name) == "up" and reconnects > self.reconnects.get(name, 0)
+            self.reconnects[name] = reconnects
+            if flapped:  # down and up again between two looks: both are told
+                self.op.report(
+                    f"source:{name}", "disconnected", "bridge.source.disconnected",
+                    {"source": name, "vendor": vendor, "reconnects": reconnects - 1,
+                     "reason": "lost and reconnected between two checks (0.5 s)",
+                     "connected_seconds": None},
+                )  # fmt: skip
+                self.seen[name], self.down_since[name] = "down", now
+            if state == "starting" or self.seen.get(name) == ("up" if up else "down"):
+                continue
             if up:
                 down = self.down_since.get(name)
                 self.op.report(

@@ -140,6 +140,19 @@ def test_sources_are_watched_for_connection_changes() -> None:
     assert events[2].data["down_seconds"] >= 0
 
 
+def test_a_flap_between_two_looks_is_still_told() -> None:
+    op, _ = make(0)
+    watcher, source = _Watcher(op), FakeSource()
+    source.health = FakeHealth("connected", reconnects=0)
+    watcher.look({"up": source}, None, None)
+    source.health = FakeHealth("connected", reconnects=1)  # it dropped and came back meanwhile
+    watcher.look({"up": source}, None, None)
+    watcher.look({"up": source}, None, None)
+    assert [e.type for e in drained(op)] == [
+        "bridge.source.connected", "bridge.source.disconnected", "bridge.source.connected",
+    ]  # fmt: skip
+
+
 def test_outbox_refusing_writes_is_announced_once() -> None:
     op, _ = make(0)
     watcher = _Watcher(op)
