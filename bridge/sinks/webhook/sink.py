@@ -311,6 +311,8 @@ class WebhookSink(ComponentBase):
             if delay is None or self.controls.policy.too_old(row.received_at, now):  # max_age
                 self.health.dead += 1
                 error = f"gave up after {row.attempts + 1} attempts: {outcome.error}"
+                if delay is not None:
+                    error = f"older than max_age ({self.controls.policy.max_age:g} s); {error}"
                 feed.mark_dead(row, status=outcome.status, error=error)
                 self.controls.dead_lettered(row, outcome.status, error)
                 log.error(
