@@ -42,7 +42,13 @@ def safe_text(text: str) -> str:
     """A message for the operator's eyes (config errors, warnings, check-config) with every
     URL passed through :func:`bridge.netutil.redact_url` and every known secret replaced:
     the net under components that quote what they were given."""
-    return str(redactor.scrub(_URL.sub(lambda m: redact_url(m.group()), text)))
+    return str(redactor.scrub(_URL.sub(_redact_match, text)))
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    url = match.group()
+    core = url.rstrip(".,;:!?)]}")  # punctuation of the sentence, not of the URL
+    return redact_url(core) + url[len(core) :]
 
 
 _EXCERPT_LIMIT = 120
