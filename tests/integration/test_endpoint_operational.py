@@ -36,7 +36,9 @@ async def test_operational_events_once_per_state_change_only_where_asked(tmp_pat
     ops, vendor, failing = Receiver(), Receiver(), Receiver(flaky)
     ports = [await nursery.start(serve_asgi, r.app) for r in (ops, vendor, failing)]
     sinks = (
-        sink_table("ops", f"http://127.0.0.1:{ports[0]}/ops", 'types = ["bridge.*"]')
+        sink_table(
+            "ops", f"http://127.0.0.1:{ports[0]}/ops", 'types = ["bridge.*"]\nsources = ["uptivity-*"]'
+        )
         + sink_table("vendor", f"http://127.0.0.1:{ports[1]}/hook")
         + sink_table(
             "failing", f"http://127.0.0.1:{ports[2]}/hook", "breaker_threshold = 3\nmax_in_flight = 1"

@@ -122,7 +122,9 @@ class WebhookSink(ComponentBase):
             type_wanted(self.types, row.type) if not self._all_types else not row.type.startswith("bridge.")
         )
         return types_ok and (
-            self._all_sources or any(fnmatch.fnmatchcase(row.source, p) for p in self.sources)
+            self._all_sources
+            or (row.source == "bridge" and row.type.startswith("bridge."))  # chosen by types alone
+            or any(fnmatch.fnmatchcase(row.source, p) for p in self.sources)
         )
 
     def _client(self) -> httpx.AsyncClient:
