@@ -30,24 +30,15 @@ from bridge.components import ComponentBase, Health, SourceContext
 from bridge.netutil import redact_url
 from bridge.sources.encore import tracker
 from bridge.sources.encore.events import build_event, url_status
+from bridge.sources.encore.memory import STATIC_KEY, PortStore, state_key
 from bridge.sources.encore.poller import Poller
 from bridge.sources.encore.resolver import Resolver, Target
 from bridge.sources.encore.settings import EncoreSettings
 from bridge.sources.encore.soap import SoapClient, SoapError, SoapFault, SoapParseError, SoapResponse
-from bridge.sources.encore.states import (
-    MISCONFIGURED,
-    NOT_RECORDING,
-    SUCCESS,
-    TRANSIENT,
-    normalize_state,
-    parse_duration,
-)
+from bridge.sources.encore.states import MISCONFIGURED, SUCCESS, TRANSIENT, normalize_state, parse_duration
 from bridge.sources.encore.tracker import Observation, PortMemory, Rules
 from bridge.sources.encore.urls import Raced, RecordingUrls, Transient
 from bridge.tls import client_context
-
-STATE_KEY_PREFIX = "port:"
-STATIC_KEY = "server:static_duration"
 
 
 @dataclass(frozen=True)
@@ -83,12 +74,11 @@ class EncoreSource(ComponentBase):
         self.health = Health()
         self.legacy: bool | None = {"7.0": True, "7.1": False}.get(settings.api_version)
         self.resolver = Resolver(settings, self._call, lambda: self.legacy)
-        self.memory: dict[tuple[str, str], PortMemory] = {}
+        self.store = PortStore()
         self.port_health: dict[tuple[str, str], PortHealth] = {}
-        self.duration_static = False
         self.urls = RecordingUrls(
             self._call,
-            lambda reason, raw: self._quarantine_later(reason, raw),
+            self._quarantine_later,
             redact_url(settings.url),
             None if settings.recording_urls else "recording_urls = false",
         )
@@ -101,16 +91,9 @@ class EncoreSource(ComponentBase):
         self._resume_at = 0.0
         self._client: SoapClient | None = None
         self.poller = Poller(
-            settings.interval,
-            settings.max_in_flight,
-            self._due,
-            self._poll_target,
-            lambda: self._resume_at,
-            self._idle,
+            settings.interval, settings.max_in_flight, self._due, self._poll_target, self._resume, self._idle
         )
         self._logged: set[Any] = set()
-        self._loaded = False
-        self._persisted: set[str] = set()
         self._ctx: SourceContext | None = None
 
     # -- the contract --
@@ -140,7 +123,7 @@ class EncoreSource(ComponentBase):
         """Poll forever; every failure is retried, nothing here returns on its own."""
         task_status.started()
         self._ctx = ctx
-        self._load_memory(ctx)
+        self.store.load(ctx.state)
         s = self.settings
         if not s.verify_tls:
             ctx.log.warning("encore_tls_verification_disabled", url=self.describe())
@@ -171,30 +154,17 @@ class EncoreSource(ComponentBase):
 
     # -- memory --
 
-    def _load_memory(self, ctx: SourceContext) -> None:
-        """Persisted port states, on the first run only: when the supervisor restarts
-        ``run`` after a crash, ``ctx.state`` is older than what this object knows."""
-        if self._loaded:
-            return
-        self._loaded = True
-        self.duration_static = ctx.state.get(STATIC_KEY) == "1"
-        for key, value in ctx.state.items():
-            if not key.startswith(STATE_KEY_PREFIX):
-                continue
-            unit, _, port = key[len(STATE_KEY_PREFIX) :].partition("/")
-            memory = PortMemory.load(value)
-            if memory is not None and port:
-                self.memory[(unit, port)] = memory
-                self._persisted.add(key)
+    @property
+    def memory(self) -> dict[tuple[str, str], PortMemory]:
+        return self.store.ports
+
+    @property
+    def duration_static(self) -> bool:
+        return self.store.static
 
     async def _save_last_seen(self, ctx: SourceContext) -> None:
-        """On the way out, store when each port was last seen in its state, so events
-        inferred after the restart are dated no earlier than that (best effort)."""
-        state = {
-            f"{STATE_KEY_PREFIX}{unit}/{port}": memory.dump()
-            for (unit, port), memory in self.memory.items()
-            if memory.state != NOT_RECORDING or f"{STATE_KEY_PREFIX}{unit}/{port}" in self._persisted
-        }
+        """On the way out, store when each port was last seen (best effort)."""
+        state = self.store.on_shutdown()
         if not state:
             return
         try:
@@ -264,6 +234,9 @@ class EncoreSource(ComponentBase):
     def _due(self) -> list[Target]:
         now = trio.current_time()
         return [t for t in self.resolver.targets.values() if self._health_of(t).recheck_at <= now]
+
+    def _resume(self) -> float:
+        return self._resume_at
 
     def _idle(self) -> None:
         if self._ctx is not None:
@@ -393,14 +366,14 @@ class EncoreSource(ComponentBase):
         result = tracker.plan(memory, obs, lookup, static=self.duration_static, rules=self.rules)
         state_update: dict[str, str | None] = {}
         if result.static_detected:
-            self.duration_static = True
+            self.store.static = True
             state_update[STATIC_KEY] = "1"
             ctx.log.warning(
                 "encore_state_duration_static",
                 stateDuration=duration,
                 effect="event times use observation time (data.time_source); nothing is inferred from it",
             )
-        key = f"{STATE_KEY_PREFIX}{target.unit}/{target.port}"
+        key = state_key(target.key)
         if not result.steps:
             self.memory[target.key] = result.memory
             if state_update:
@@ -424,7 +397,7 @@ class EncoreSource(ComponentBase):
         state_update[key] = result.memory.dump()
         # The new state is committed with its events; memory follows only once they are in.
         await ctx.emit(events, state=state_update)
-        self._persisted.add(key)
+        self.store.persisted.add(key)
         self.memory[target.key] = result.memory
         for event in events:
             ctx.log.info(
