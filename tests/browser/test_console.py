@@ -156,6 +156,7 @@ async def test_console_shows_live_states_and_retries_a_dead_letter(
 
         await in_browser(log_in)
         await until(browser, lambda d: "actions enabled" in d.find_element(By.ID, "mode").text)
+        await until(browser, lambda d: not d.find_element(By.ID, "login").is_displayed())
         for name in ("uptivity", "anywherenow", "encore"):
             await until(
                 browser, lambda d, n=name: cell(d, "sources", n, ".state") in ("connected", "polling")

@@ -60,14 +60,17 @@ function replaceRows(table, rows) {
 
 function renderSummary(s) {
   const outbox = document.getElementById("outbox");
-  outbox.replaceChildren(document.createTextNode("outbox " + (s.outbox.writable ? "writable" : "NOT writable: " + (s.outbox.problem || ""))));
+  outbox.replaceChildren(document.createTextNode("outbox " + (s.outbox.writable ? "writable" : "NOT writable: " + (s.outbox.problem || "")) + ", " + s.outbox.events + " events"));
   outbox.className = "badge " + (s.outbox.writable ? "writable" : "unwritable");
   const now = s.now;
   replaceRows("#sources", s.sources.map((src) => el("tr", { "data-name": src.name },
     el("td", {}, src.name), el("td", {}, src.vendor), el("td", { class: "state" }, badge(src.state)),
     el("td", {}, age(src.state_for)), el("td", { class: "reason" }, src.reason),
     el("td", {}, src.last_event_at ? age(now - src.last_event_at) + " ago" : "-"),
-    el("td", { class: "reconnects" }, src.reconnects), el("td", { class: "reason" }, src.target))));
+    el("td", { class: "reconnects" }, src.reconnects),
+    el("td", {}, src.stats.events_read == null ? "-" : src.stats.events_read),
+    el("td", { class: "parse-errors" }, src.stats.parse_errors == null ? "-" : src.stats.parse_errors),
+    el("td", { class: "reason" }, src.target))));
   replaceRows("#sinks", s.sinks.map((sink) => el("tr", { "data-name": sink.name },
     el("td", {}, sink.name), el("td", { class: "state" }, badge(sink.state)),
     el("td", { class: "backlog" }, sink.backlog), el("td", {}, age(sink.backlog_age)),
