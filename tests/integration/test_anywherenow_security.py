@@ -347,3 +347,81 @@ async def test_a_dripping_negotiate_answer_is_cut_at_the_total_deadline(
     ):
         await wait_for(lambda: "no complete answer within 1s" in source.health.detail, timeout=30)
         assert source.connections == 0
+
+
+async def test_hub_url_credentials_never_appear_in_readyz_metrics_or_check_config(
+    tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture
+) -> None:
+    """The same through the real service: /readyz, /metrics and check-config."""
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    from bridge import admin as admin_module
+    from bridge import logs
+    from bridge.config import load
+    from bridge.service import Bridge
+    from tests.helpers import write_config
+
+    token = "query-token-8d2f4a"
+    sim = AnywhereNowSimulator(require_token=token)
+    await nursery.start(sim.serve)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        admin = s.getsockname()[1]
+    hub = f"http://operator:hunter2-pass@127.0.0.1:{sim.port}{sim.hub_path}?access_token={token}"
+    config = write_config(
+        tmp_path,
+        f"""
+[bridge]
+state_dir = "{tmp_path / "state"}"
+
+[admin]
+listen = "127.0.0.1:{admin}"
+
+[[sources.anywherenow]]
+name = "anw"
+hub_url = "{hub}"
+rest_url = "http://operator:hunter2-pass@127.0.0.1:{sim.port}{sim.rest_prefix}?access_token={token}"
+reconnect_min = 0.02
+reconnect_max = 0.2
+
+[[sinks.log]]
+name = "log"
+path = "{tmp_path / "events.jsonl"}"
+""",
+    )
+    pages: list[str] = []
+    loaded = load(config)
+    logs.redactor.update(loaded.secrets.values)
+    bridge = Bridge(loaded, shutdown_grace=2.0)
+    admin_module.attach(bridge)  # as `event-bridge run` does
+    async with trio.open_nursery() as inner, httpx.AsyncClient() as client:
+        await inner.start(bridge.run)
+        source = bridge.sources["anw"]
+        await wait_for(lambda: source.health.ready)
+
+        def admin_up() -> bool:
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", admin)) == 0
+
+        await wait_for(admin_up)
+        for path in ("/readyz", "/metrics", "/healthz"):
+            pages.append((await client.get(f"http://127.0.0.1:{admin}{path}")).text)
+        sim.available = False
+        await sim.drop_connections("abort")
+        await wait_for(lambda: not source.health.ready)
+        pages.append((await client.get(f"http://127.0.0.1:{admin}/readyz")).text)
+        bridge.request_stop()
+    checked = subprocess.run(
+        [sys.executable, "-m", "bridge", "check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    text = "\n".join(pages) + log_capture.getvalue() + checked.stdout + checked.stderr
+    assert "operator:***@127.0.0.1" in pages[-1]  # the hub is named, redacted
+    assert "hunter2-pass" not in text and token not in text
