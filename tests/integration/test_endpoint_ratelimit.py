@@ -65,3 +65,8 @@ async def test_rate_limit_holds_within_ten_percent_while_another_endpoint_runs_a
     assert exposed['sink="limited"'] > 5.0 and exposed['sink="free"'] == 0.0
     assert sorted(numbers(limited.requests)) == list(range(COUNT))
     assert len(set(numbers(limited.requests))) == COUNT
+    per_subject: dict[str, list[int]] = {}
+    for request in limited.requests:
+        for event in request.events():
+            per_subject.setdefault(event["subject"], []).append(event["data"]["n"])
+    assert len(per_subject) == 8 and all(seq == sorted(seq) for seq in per_subject.values())  # order kept
