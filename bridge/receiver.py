@@ -47,6 +47,7 @@ from bridge.errors import BodyError, SignatureError, VerificationError
 from bridge.logs import printable
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_BODY",
     "SECRET_ENV",
     "BodyError",
@@ -62,6 +63,7 @@ __all__ = [
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 DEFAULT_MAX_BODY = 1024 * 1024
+DEFAULT_BODY_TIMEOUT = 30.0
 SECRET_ENV = "EVENT_BRIDGE_WEBHOOK_SECRET"
 _REQUIRED = ("specversion", "id", "source", "type")  # CloudEvents 1.0 required attributes
 _SIGNATURE_ENTRY = re.compile(r"v1[a-z]*,[A-Za-z0-9+/]+={0,2}")
@@ -166,12 +168,16 @@ def parse_events(body: bytes, headers: Mapping[str, str]) -> list[dict[str, Any]
 
 
 def receiver_app(
-    verifier: WebhookVerifier, on_events: Callable[[list[dict[str, Any]], dict[str, str]], Any]
+    verifier: WebhookVerifier,
+    on_events: Callable[[list[dict[str, Any]], dict[str, str]], Any],
+    *,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> Any:
     """An ASGI app that verifies each POST and hands its events to ``on_events``.
 
     The body is read up to ``verifier.max_body`` (413 beyond, before reading it all when
-    content-length says so); every refusal is one line of text with its 4xx status.
+    content-length says so) and within ``body_timeout`` seconds (408 beyond: a sender
+    dripping bytes holds no task for long); every refusal is one line with its 4xx status.
     """
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -194,12 +200,17 @@ def receiver_app(
         if declared.isdigit() and int(declared) > verifier.max_body:
             await respond(send, 413, f"body over the limit of {verifier.max_body} bytes\n".encode())
             return
+        body = None
         try:
-            body = await read_body(receive, limit=verifier.max_body)
+            with trio.move_on_after(body_timeout):
+                body = await read_body(receive, limit=verifier.max_body)
         except Disconnected:
             return  # the sender went away mid-request: nothing was received
         except _AsgiBodyTooLarge:
             await respond(send, 413, f"body over the limit of {verifier.max_body} bytes\n".encode())
+            return
+        if body is None:
+            await respond(send, 408, f"body not complete within {body_timeout:g} s\n".encode())
             return
         status, answer = 204, b""
         try:
@@ -261,7 +272,13 @@ def print_events(events: list[dict[str, Any]], headers: dict[str, str]) -> None:
         print(event_line(event, headers), flush=True)
 
 
-async def serve(port: int, host: str, secrets: Sequence[str], max_body: int = DEFAULT_MAX_BODY) -> None:
+async def serve(
+    port: int,
+    host: str,
+    secrets: Sequence[str],
+    max_body: int = DEFAULT_MAX_BODY,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+) -> None:
     from bridge.asgi import serve_asgi
 
     verifier = WebhookVerifier(secrets, max_body=max_body)
@@ -275,7 +292,9 @@ async def serve(port: int, host: str, secrets: Sequence[str], max_body: int = DE
                     return
 
         nursery.start_soon(stop_on_signal)
-        await serve_asgi(receiver_app(verifier, print_events), host, port, shutdown=stop)
+        await serve_asgi(
+            receiver_app(verifier, print_events, body_timeout=body_timeout), host, port, shutdown=stop
+        )
         nursery.cancel_scope.cancel()
 
 
@@ -302,6 +321,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_BODY,
         metavar="BYTES",
         help=f"refuse bodies larger than this with 413 (default {DEFAULT_MAX_BODY})",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=DEFAULT_BODY_TIMEOUT,
+        metavar="SECONDS",
+        help=f"answer 408 to a body not complete within this time (default {DEFAULT_BODY_TIMEOUT:g})",
     )
 
 
@@ -339,14 +365,14 @@ def cmd_receive(args: argparse.Namespace) -> int:
     except _UsageError as exc:
         print(f"event-bridge receive: {exc}", file=sys.stderr)
         return 2
-    if args.max_body < 1:
-        print("event-bridge receive: --max-body must be at least 1", file=sys.stderr)
+    if args.max_body < 1 or not args.body_timeout > 0:
+        print("event-bridge receive: --max-body and --body-timeout must be positive", file=sys.stderr)
         return 2
     if isinstance(sys.stdout, io.TextIOWrapper):  # a peer's text must not crash a print
         sys.stdout.reconfigure(errors="backslashreplace")
     print(f"listening on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
     try:
-        trio.run(serve, args.port, args.host, secrets, args.max_body)
+        trio.run(serve, args.port, args.host, secrets, args.max_body, args.body_timeout)
     except KeyboardInterrupt:
         pass
     except (OSError, BaseExceptionGroup) as exc:  # hypercorn's bind error comes out of a nursery

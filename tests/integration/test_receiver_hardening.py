@@ -224,6 +224,21 @@ def test_every_bad_request_is_a_one_line_4xx_and_the_receiver_keeps_serving(
     assert "Traceback" not in rx.stderr(), rx.stderr()
 
 
+def test_a_body_dripped_slower_than_the_timeout_gets_408(tmp_path: Path) -> None:
+    """Item 5: every read is bounded in time too; a slow sender holds nothing for long."""
+    with receiver(tmp_path, "--secret", SECRET, "--body-timeout", "0.5") as rx:
+        with socket.create_connection(("127.0.0.1", rx.port), timeout=30) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{")
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert rx.post(b"{}", {"content-type": "application/cloudevents+json"}).status_code == 401
+
+
 def test_printed_lines_escape_control_characters(tmp_path: Path, secret_file: Path) -> None:
     """Item 12: a subject with a newline and an escape sequence cannot forge a printed line."""
     event = cloudevent("evt-1\nwebhook received  ✔ signature  call.ended", subject="1111\x1b[2J\r\u202e")
