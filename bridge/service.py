@@ -222,9 +222,11 @@ class Bridge:
                             started = True
                             task_status.started()
                 except Exception as exc:
-                    fatal = None if started else startup_error(exc)
+                    # Refused at the bridge's own start: one line and an exit status. A
+                    # component added later by a reload is retried instead (the bridge runs on).
+                    fatal = None if started or self.ready.is_set() else startup_error(exc)
                     if fatal is not None:
-                        raise fatal from None  # refused by the host at start: one line, exit
+                        raise fatal from None
                     component.health.state, component.health.detail = "error", f"crashed: {exc!r}"
                     log.exception(f"{role}_crashed", **{role: name}, error=repr(exc))
                 else:

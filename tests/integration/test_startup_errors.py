@@ -256,3 +256,26 @@ def test_readme_exit_status_table_matches_the_code() -> None:
     documented = {int(line.split("|")[1]) for line in table.splitlines()[2:]}
     codes = {v for k, v in vars(exits).items() if k.isupper() and isinstance(v, int)}
     assert documented == codes
+
+
+async def test_a_bad_tls_file_added_by_a_reload_does_not_stop_the_running_bridge(tmp_path: Path) -> None:
+    from bridge.config import load
+    from tests.helpers import running_bridge, wait_for
+
+    path = config(tmp_path, admin_port=free_port())
+    async with running_bridge(load(path)) as bridge:
+        path.write_text(
+            path.read_text()
+            + f"""
+[[sinks.webhook]]
+name = "hook"
+url = "https://127.0.0.1:{free_port()}/"
+secrets = ["{SECRET}"]
+ca_file = "{tmp_path / "missing.pem"}"
+"""
+        )
+        changes = await bridge.reload(load(path))
+        assert changes["added"] == ["sink:hook"]
+        await wait_for(lambda: bridge.sinks["hook"].health.state == "error", timeout=10)
+        assert "ca_file" in bridge.sinks["hook"].health.detail
+        assert not bridge.stopping and bridge.sinks["log"].health.ready
