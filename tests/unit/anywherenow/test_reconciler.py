@@ -148,3 +148,14 @@ def test_the_api_reports_states_not_history() -> None:
     # Mark then UnMark while away: only the UnMark shows; Pause then resume: nothing.
     assert types(CallState(recording=1, marking=0), answer(1, 2)) == ["recording.unmarked"]
     assert types(CallState(recording=1), answer(1)) == []
+
+
+def test_capability_checks_are_bounded() -> None:
+    from bridge.sources.anywherenow import capabilities
+
+    checks = capabilities.CapabilityChecks(0.1, 1.0)
+    for i in range(capabilities.QUEUE + 50):
+        checks.want(f"ucc-{i}")
+    checks.want("ucc-0")  # already queued: not asked twice
+    assert checks.skipped == 50
+    assert checks._receive.statistics().current_buffer_used == capabilities.QUEUE
