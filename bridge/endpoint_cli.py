@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -45,7 +46,7 @@ def cmd_endpoint(args: argparse.Namespace, load_config: Callable[[str], Any]) ->
     if unknown or not names:
         listed = ", ".join(webhooks) or "none"
         print(f"event-bridge endpoint: no webhook sink named {printable(unknown[0] if unknown else '')!r} in "
-              f"{config.file} (webhook sinks: {listed})")  # fmt: skip
+              f"{config.file} (webhook sinks: {listed})", file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
     outbox = Outbox(config.state_dir / "outbox.sqlite3")
     outbox.open()
