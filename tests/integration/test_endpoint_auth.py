@@ -43,9 +43,12 @@ async def serve_mtls(app: Any, cert: Path, key: Path, client_ca: Path, port: int
     await serve(app, config, task_status=task_status)
 
 
-async def test_mtls_client_certificate_is_presented_and_required(tmp_path: Path, nursery) -> None:
+async def test_mtls_client_certificate_is_presented_and_required(
+    tmp_path: Path, nursery, monkeypatch
+) -> None:
     server_cert, server_key = self_signed(tmp_path / "tls", "server")
-    client_cert, client_key = self_signed(tmp_path / "tls", "client")
+    client_cert, client_key = self_signed(tmp_path / "credentials", "client")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "credentials"))  # systemd LoadCredential=
     with_cert, without = Receiver(), Receiver()
     ports = {}
     for name, receiver in (("with-cert", with_cert), ("no-cert", without)):
@@ -55,7 +58,7 @@ async def test_mtls_client_certificate_is_presented_and_required(tmp_path: Path,
     sinks = sink_table(
         "with-cert",
         f"https://127.0.0.1:{ports['with-cert']}/hook",
-        f'{tls}\ncert_file = "{client_cert}"\nkey_file = "{client_key}"',
+        f'{tls}\ncert_file = "{client_cert}"\nkey_file = "${{CREDENTIALS_DIRECTORY}}/{client_key.name}"',
     ) + sink_table("no-cert", f"https://127.0.0.1:{ports['no-cert']}/hook", tls)
     async with running(write_config(tmp_path, sinks, await start_source(nursery))) as bridge:
         await emit(bridge, events(3))
