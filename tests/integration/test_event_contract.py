@@ -9,9 +9,11 @@ not with the bridge's own receiver.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from standardwebhooks import Webhook
 
@@ -21,6 +23,7 @@ from bridge.config import load
 from bridge.service import Bridge
 from tests.helpers import read_jsonl, running_bridge, wait_for, write_config
 from tests.integration.operators import SECRET, _serve, simulator_for, start_simulators, three_vendor_config
+from tests.nats_server import NatsServer, read_stream, running_server
 from tests.receivers import Receiver
 from tests.unit.contract.conformance import check_binary, check_structured
 
@@ -226,3 +229,57 @@ path = "{tmp_path / "full.jsonl"}"
     (logged,) = [e for e in read_jsonl(tmp_path / "masked.jsonl") if e["type"] == "call.started"]
     assert logged["data"]["ani"] == masked_ani and "555" not in json.dumps(logged)
     assert logged["id"] == full[0]["id"]
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    yield from running_server(tmp_path)
+
+
+async def test_a_shaped_nats_sink_publishes_masked_conforming_events(
+    tmp_path: Path, nursery, nats_server: NatsServer
+) -> None:
+    server = nats_server
+    callstart = (FIXTURES / "16.2-callcopyevent-callstart-L2915.xml").read_bytes()
+    document = callstart.replace(b"<ANI></ANI>", f"<ANI>{ANI}</ANI>".encode()) + b"\r\n"
+    port = await nursery.start(proxy, document)
+    config = write_config(
+        tmp_path,
+        f"""
+[bridge]
+state_dir = "{tmp_path / "state"}"
+timezone = "America/Chicago"
+
+[admin]
+enabled = false
+
+[[sources.uptivity]]
+name = "up"
+host = "127.0.0.1"
+port = {port}
+
+[[sinks.nats]]
+name = "js"
+servers = ["{server.url}"]
+stream = "EVENTS"
+create_stream = true
+
+[sinks.nats.shape]
+redact = {{ "ani" = "mask" }}
+exclude_fields = ["user_fields"]
+""",
+    )
+    async with running_bridge(config) as bridge:
+        await wait_for(lambda: bridge.sinks["js"].health.delivered >= 1, timeout=30)
+    messages = [
+        m for m in await read_stream(server.url, "EVENTS") if m.headers.get("ce-type") == "call.started"
+    ]
+    assert len(messages) == 1
+    (message,) = messages
+    assert "555" not in message.body.decode()
+    event = json.loads(message.body)
+    check_structured(event)
+    assert message.headers["Nats-Msg-Id"] == event["id"]
+    assert event["data"]["ani"] == "*" * (len(ANI) - 4) + "4567"
+    assert "user_fields" not in event["data"]
+    assert {"field": "user_fields", "action": "drop"} in event["data"]["redacted"]
