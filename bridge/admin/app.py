@@ -184,7 +184,10 @@ class AdminApp:
             rows = await self.cache.outbox.run(console.recent_events, query.get("type"), query.get("subject"))
             return _json(200, {"events": rows})
         if path == "/api/dlq":
-            return _json(200, {"dead_letters": await self.cache.outbox.run(console.dead_letters)})
+            return _json(
+                200,
+                {"dead_letters": await self.cache.outbox.run(console.dead_letters, list(self.bridge.sinks))},
+            )
         if path == "/api/event":
             try:
                 seq = int(query.get("seq", ""))

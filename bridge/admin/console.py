@@ -139,8 +139,9 @@ def recent_events(view: Outbox, type_glob: str | None, subject_glob: str | None)
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
-def dead_letters(view: Outbox) -> list[dict[str, Any]]:
-    rows = view.deliveries(state=DEAD, limit=DLQ_LIMIT)
+def dead_letters(view: Outbox, sinks: list[str]) -> list[dict[str, Any]]:
+    """The oldest dead letters of each sink (per sink: the (sink, state, seq) index answers)."""
+    rows = [row for sink in sinks for row in view.deliveries(sink=sink, state=DEAD, limit=DLQ_LIMIT)]
     for row in rows:
         row["last_error"] = (row.get("last_error") or "")[:500]
     return rows
