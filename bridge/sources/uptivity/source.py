@@ -224,11 +224,16 @@ class UptivitySource(ComponentBase):
             new = LIVE_STATE.get(event.type)
             if new is None or not event.subject:
                 continue
-            known = (
-                Known(new, event.data.get("filename"), event.data.get("call_instance"))
-                if new != "idle"
-                else None
-            )
+            known = None
+            if new != "idle":
+                # A pause or resume belongs to the recording already known: keep what it
+                # said when the event does not say it again.
+                same = self.known.get(event.subject) if event.type != "recording.started" else None
+                known = Known(
+                    new,
+                    event.data.get("filename") or (same.filename if same else None),
+                    event.data.get("call_instance") or (same.call_instance if same else None),
+                )
             if known is None:
                 self.known.pop(event.subject, None)
             else:
