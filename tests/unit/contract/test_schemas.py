@@ -106,3 +106,22 @@ def test_readme_catalog_is_generated_from_the_schemas() -> None:
     )
     for t in NORMALIZED_TYPES | OPERATIONAL:
         assert f"| `{t}` |" in readme
+
+
+def test_vendor_pass_through_events_conform_in_both_modes(tmp_path: Path) -> None:
+    """Types the model does not map pass through as vendor.<vendor>.<name>, under one schema."""
+    source = next(p for p in events.uptivity_paths() if "16.2-callcopyevent-callstart" in p.name)
+    unknown = tmp_path / "callupdate.xml"
+    unknown.write_bytes(source.read_bytes().replace(b"CALLSTART", b"CALLUPDATE"))
+    event = events.uptivity_event(unknown)
+    assert event["type"] == "vendor.uptivity.callupdate"
+    assert event["dataschema"] == "urn:event-bridge:schema:vendor:v1"
+    _both_modes(event)
+    hub = next(iter(events.anywherenow_paths()))
+    frame = json.loads(hub.read_text(encoding="utf-8").split("\x1e", 1)[0])
+    frame["arguments"][0]["StateAction"] = 42
+    odd = tmp_path / "hub-event.odd.txt"
+    odd.write_text(json.dumps(frame) + "\x1e", encoding="utf-8")
+    event = events.anywherenow_event(odd)
+    assert event["type"].startswith("vendor.anywherenow.")
+    _both_modes(event)
