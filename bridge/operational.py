@@ -217,6 +217,7 @@ class Operational:
         sources: Callable[[], Mapping[str, Any]] = dict,
         outbox_problem: Callable[[], str | None] = lambda: None,
         outbox_path: Path | None = None,
+        sinks: Callable[[], Mapping[str, Any]] = dict,
         *,
         interval: float = 0.5,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -227,6 +228,7 @@ class Operational:
             nursery.start_soon(self._drain)
             while True:
                 watcher.look(sources(), outbox_problem(), outbox_path)
+                watcher.look_at_sinks(sinks())
                 self.tick()
                 await trio.sleep(interval)
 
@@ -245,6 +247,7 @@ class _Watcher:
         self.down_since: dict[str, float | None] = {}
         self.seen: dict[str, str] = {}
         self.reconnects: dict[str, int] = {}
+        self.sink_failing_since: dict[str, float] = {}
 
     def look(self, sources: Mapping[str, Any], problem: str | None, path: Path | None) -> None:
         now = time.monotonic()
@@ -284,6 +287,27 @@ class _Watcher:
                 )  # fmt: skip
                 self.down_since[name], self.up_since[name] = now, None
             self.seen[name] = "up" if up else "down"
+        self._outbox(problem, path)
+
+    def look_at_sinks(self, sinks: Mapping[str, Any]) -> None:
+        """Sinks that report no outcomes themselves (log, NATS: no ``controls``), by health."""
+        for name, sink in list(sinks.items()):
+            if getattr(sink, "controls", None) is not None:
+                continue  # a webhook tells its own failing/recovered/disabled
+            health = getattr(sink, "health", None)
+            state = str(getattr(health, "state", "starting"))
+            module = type(sink).__module__.split(".")  # bridge.sinks.<kind>.sink
+            kind = str(getattr(sink, "kind", "") or (module[2] if len(module) > 2 else ""))
+            if state in ("retrying", "open", "error"):
+                since = self.sink_failing_since.setdefault(name, time.time())
+                self.op.sink_failing(
+                    name, kind, failures=int(getattr(health, "failed", 0)),
+                    error=str(getattr(health, "detail", ""))[:300], status=None, since=since,
+                )  # fmt: skip
+            elif state == "ok" and name in self.sink_failing_since:
+                self.op.sink_recovered(name, kind, since=self.sink_failing_since.pop(name), now=time.time())
+
+    def _outbox(self, problem: str | None, path: Path | None) -> None:
         if problem:
             size = path.stat().st_size if path is not None and path.exists() else 0
             data = {

@@ -119,7 +119,7 @@ class Bridge:
                 outer.start_soon(self._run_committer, committer_done)
                 outer.start_soon(self._prune_loop)
                 watched = (lambda: self.sources), (lambda: self.committer.unavailable), self.outbox.sync.path
-                outer.start_soon(self.operational.run, *watched)
+                outer.start_soon(self.operational.run, *watched, lambda: self.sinks)
                 for task in self.extra_tasks:
                     outer.start_soon(task, self)
                 async with trio.open_nursery() as sinks_nursery:

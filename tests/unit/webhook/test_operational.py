@@ -153,6 +153,29 @@ def test_a_flap_between_two_looks_is_still_told() -> None:
     ]  # fmt: skip
 
 
+class FakeSink:
+    kind = "nats"
+
+    def __init__(self, state: str, detail: str = "") -> None:
+        self.health = FakeHealth(state, detail)
+        self.health.failed = 3  # type: ignore[attr-defined]
+
+
+def test_sinks_without_their_own_reports_are_watched_by_health() -> None:
+    op, _ = make(0)
+    watcher = _Watcher(op)
+    for state in ("starting", "ok", "retrying", "retrying", "open", "ok", "ok"):
+        watcher.look_at_sinks({"jetstream": FakeSink(state, "no responders")})
+    watcher.look_at_sinks(
+        {"hook": type("Webhook", (), {"controls": object(), "health": FakeHealth("open")})()}
+    )
+    events = drained(op)
+    assert [(e.type, e.subject) for e in events] == [
+        ("bridge.sink.failing", "jetstream"), ("bridge.sink.recovered", "jetstream"),
+    ]  # fmt: skip
+    assert events[0].data["kind"] == "nats" and events[0].data["error"] == "no responders"
+
+
 def test_outbox_refusing_writes_is_announced_once() -> None:
     op, _ = make(0)
     watcher = _Watcher(op)
