@@ -21,6 +21,7 @@ import hmac
 import ipaddress
 import json
 import secrets
+import sqlite3
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -34,6 +35,7 @@ from bridge.admin.cache import AdminCache
 from bridge.asgi import BodyTooLarge, Disconnected, lifespan, read_body, serve_asgi
 from bridge.errors import StartupError
 from bridge.metrics import Metrics
+from bridge.outbox import OutboxUnavailable
 
 if TYPE_CHECKING:
     from bridge.service import Bridge
@@ -130,6 +132,9 @@ class AdminApp:
                 status, ctype, body, extra = await self.route(method, path, scope, headers, receive)
         except console.ActionError as exc:
             status, ctype, body, extra = _json(exc.status, {"error": str(exc)})
+        except (sqlite3.Error, OutboxUnavailable) as exc:
+            log.warning("admin_outbox_error", path=path, error=str(exc))
+            status, ctype, body, extra = _json(503, {"error": f"the outbox cannot answer now: {exc}"})
         out = {**SECURITY_HEADERS, **extra}
         raw = [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode())]
         raw += [(k.encode(), v.encode()) for k, v in out.items()]
