@@ -73,6 +73,12 @@ class ShapeSettings:
         for path, action in self.redact.items():
             if action not in ACTIONS:
                 raise v.error(f"redact.{path}", f"must be one of {', '.join(ACTIONS)}; got {action!r}")
+        for path, action in self.redact.items():
+            if action != "drop" and path in cat.object_fields():
+                raise v.error(
+                    f"redact.{path}",
+                    f"{path!r} is an object: {action} applies to values; name them ({path}.*) or drop it",
+                )
         if "hash" in self.redact.values() and not self.hash_key:
             first = next(p for p, a in self.redact.items() if a == "hash")
             raise v.error(f"redact.{first}", 'needs hash_key = "${credential:...}" (the HMAC key)')
@@ -159,19 +165,20 @@ class Shaper:
             if key in parent and _match(path, drop):
                 del parent[key]
                 changed[path] = "drop"
-        raw = out.get("raw")
         for pattern, action in s.redact.items():
             if pattern.startswith("raw."):
-                self._redact_raw(raw, (pattern[4:],), action, changed)
+                self._redact_raw(out.get("raw"), (pattern[4:],), action, changed)
                 continue
             for path, parent, key in list(_walk(out, "")):
-                if path == "raw" or path.startswith("raw.") or key not in parent:
+                if path.startswith("raw.") or key not in parent:
                     continue
                 if fnmatch.fnmatchcase(path, pattern):
                     if self._apply(action, parent, key):
                         changed[path] = action
                     # The same value where the vendor's payload repeats it.
-                    self._redact_raw(raw, self._raw_paths.get(path.split(".", 1)[0], ()), action, changed)
+                    self._redact_raw(
+                        out.get("raw"), self._raw_paths.get(path.split(".", 1)[0], ()), action, changed
+                    )
         if changed:
             out["redacted"] = [{"field": f, "action": a} for f, a in sorted(changed.items())]
         return out

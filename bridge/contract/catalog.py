@@ -123,6 +123,16 @@ class Catalog:
                     found.setdefault(name, set()).update(spec.get("x-raw", []))
         return {name: tuple(sorted(paths)) for name, paths in found.items() if paths}
 
+    def object_fields(self) -> set[str]:
+        """Top-level fields of ``data`` that are objects in some schema (``raw``, ``user_fields``)."""
+        found = set()
+        for entry in self.entries:
+            for name, spec in entry.properties.items():
+                kind = spec.get("type") if isinstance(spec, dict) else None
+                if kind == "object" or (isinstance(kind, list) and "object" in kind):
+                    found.add(name)
+        return found
+
     def matches(self, pattern: str) -> bool:
         """Whether a shaping rule's path (glob allowed) names a field some schema has."""
         for path in self.field_paths():

@@ -42,7 +42,11 @@ def render(cat: Catalog) -> str:
     for e in entries:
         vendors = ", ".join(_VENDOR_NAMES.get(v, v) for v in e.vendors)
         lines.append(f"| `{e.title}` | {_cell(e.description)} | {vendors} | `{e.uri}` |")
-    lines += ["", "Fields of `data`, per type and vendor (**bold**: always present in an unshaped event from that vendor):", ""]
+    lines += [
+        "",
+        "Fields of `data`, per type and vendor (**bold**: always present in an unshaped event from that vendor):",
+        "",
+    ]
     for e in entries:
         by_vendor: dict[str, list[str]] = e.schema.get("x-fields-by-vendor", {})
         required = e.required_by_vendor()

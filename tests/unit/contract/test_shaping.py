@@ -71,6 +71,12 @@ def test_include_exclude_and_drop_raw() -> None:
     check_structured(shaped)
 
 
+def test_redact_drop_of_raw_itself() -> None:
+    shaped = Shaper(ShapeSettings(redact={"raw": "drop"})).event(event())
+    assert "raw" not in shaped["data"]
+    assert shaped["data"]["redacted"] == [{"field": "raw", "action": "drop"}]
+
+
 def test_nothing_to_change_means_no_redacted_list_and_same_bytes() -> None:
     e = event()
     e["data"]["dnis"] = None
@@ -114,6 +120,12 @@ def load_shape(tmp_path: Path, extra: str):
         ('redact = { "ani" = "hash" }', "sinks.log[0].shape.redact.ani", "needs hash_key"),
         ('redact = { "ani" = "hash" }\nhash_key = "short"', "sinks.log[0].shape.hash_key", "at least 16"),
         ('include = ["ani"]', "sinks.log[0].shape.include", "not a known key"),
+        ('redact = { "raw" = "mask" }', "sinks.log[0].shape.redact.raw", "is an object"),
+        (
+            'redact = { "user_fields" = "hash" }\nhash_key = "0123456789abcdef"',
+            "sinks.log[0].shape.redact.user_fields",
+            "user_fields.*",
+        ),
     ],
 )
 def test_config_errors_name_the_rule_and_the_closest_fields(
