@@ -4,10 +4,13 @@ Nothing here reads the bridge's outbox, its counters or its logs. Every event a
 simulator's journal says it produced is, at every receiver, exactly one of:
 
 * **delivered** (at least once; extra copies must carry the same CloudEvent id);
-* **unread**: proven gone in transit. Uptivity has no replay: an event written on a
-  connection past the last byte the bridge's kernel acknowledged before the connection
-  died (``tcp_bytes_acked`` in the journal), or produced while no subscriber was
-  connected, never reached the bridge;
+* **unread**: proven gone in transit. Uptivity has no replay: an event produced while no
+  subscriber was connected, or written on a connection past the last byte the bridge's
+  kernel acknowledged before the connection died (``tcp_bytes_acked`` in the journal),
+  never reached the bridge. **In transit at a kill**: what reached the bridge's host no
+  earlier than ``window`` seconds before a ``kill -9`` (the test journals the kill time)
+  and was not yet committed: a push vendor without acknowledgements cannot send it
+  again. It is counted apart (``at_kill``) so that it can never hide a gap elsewhere;
 * **unobservable**: proven to have existed only between two observations: no poll
   answer, REST answer or hub message the simulator served showed that state;
 * **lost**: anything else. A category without proof is lost.
@@ -42,6 +45,7 @@ class Tally:
     duplicated: int = 0  # extra copies with the same id (at-least-once)
     new_id_duplicates: list[Any] = field(default_factory=list)  # same ground-truth event, another id
     unread: int = 0
+    at_kill: int = 0  # in transit at a kill -9 (see module docstring)
     unobservable: int = 0
     lost: list[Any] = field(default_factory=list)  # ground-truth keys, with no proof
     unexplained: list[dict[str, Any]] = field(default_factory=list)  # delivered, matches nothing
@@ -52,13 +56,24 @@ class Tally:
             "delivered": self.delivered,
             "duplicated": self.duplicated + len(self.new_id_duplicates),
             "lost": len(self.lost),
-            "unread": self.unread,
+            "unread": self.unread + self.at_kill,
             "unobservable": self.unobservable,
         }
 
 
-def uptivity(journal: Sequence[dict[str, Any]], delivered: Iterable[tuple[int, str]]) -> Tally:
-    """``delivered``: (EVENTXREF, CloudEvent id) of every copy a receiver accepted."""
+def _near_kill(t: float, kills: Sequence[float], window: float) -> bool:
+    return any(k - window <= t <= k for k in kills)
+
+
+def uptivity(
+    journal: Sequence[dict[str, Any]],
+    delivered: Iterable[tuple[int, str]],
+    *,
+    kills: Sequence[float] = (),
+    window: float = 0.5,
+) -> Tally:
+    """``delivered``: (EVENTXREF, CloudEvent id) of every copy a receiver accepted;
+    ``kills``: monotonic times of each ``kill -9`` (the test's own journal)."""
     tally = Tally()
     ids: dict[int, set[str]] = defaultdict(set)
     copies: dict[int, int] = defaultdict(int)
@@ -90,6 +105,8 @@ def uptivity(journal: Sequence[dict[str, Any]], delivered: Iterable[tuple[int, s
         )
         if proven:
             tally.unread += 1
+        elif all(_near_kill(w["t"], kills, window) for w in writes[n]):
+            tally.at_kill += 1
         else:
             tally.lost.append(n)
     return tally
@@ -99,6 +116,9 @@ def states(
     journal: Sequence[dict[str, Any]],
     delivered: Iterable[dict[str, Any]],
     expected_type: Callable[[str | None, str], str | None],
+    *,
+    kills: Sequence[float] = (),
+    window: float = 0.5,
 ) -> Tally:
     """Accounting for vendors whose state the bridge observes (polls, REST, hub messages).
 
@@ -123,12 +143,14 @@ def states(
         by_subject[str(event.get("subject"))].append(event)
 
     changes: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    observed: dict[str, list[tuple[int, str]]] = defaultdict(list)  # subject -> (journal seq, state)
+    # subject -> (journal seq, state, shown just before a kill)
+    observed: dict[str, list[tuple[int, str, bool]]] = defaultdict(list)
     for entry in journal:
         if entry["kind"] == "change":
             changes[str(entry["subject"])].append(entry)
         elif entry["kind"] == "observe":
-            observed[str(entry["subject"])].append((entry["seq"], entry["state"]))
+            weak = _near_kill(entry["t"], kills, window)
+            observed[str(entry["subject"])].append((entry["seq"], entry["state"], weak))
 
     for subject, history in changes.items():
         events = by_subject.get(subject, [])
@@ -153,14 +175,18 @@ def states(
             # thing it was shown before the change was something else (A, unseen B, A
             # again shows the bridge nothing).
             until = history[i + 1]["seq"] if i + 1 < len(history) else float("inf")
-            seen = any(
-                change["seq"] <= seq < until and state == change["state"] for seq, state in observed[subject]
-            )
-            before = [state for seq, state in observed[subject] if seq < change["seq"]]
-            if seen and (not before or before[-1] != change["state"]):
-                tally.lost.append((subject, change["n"], wanted))
-            else:
+            shown = [
+                weak
+                for seq, state, weak in observed[subject]
+                if change["seq"] <= seq < until and state == change["state"]
+            ]
+            before = [state for seq, state, _ in observed[subject] if seq < change["seq"]]
+            if not shown or (before and before[-1] == change["state"]):
                 tally.unobservable += 1
+            elif all(shown):
+                tally.at_kill += 1  # shown only just before a kill -9
+            else:
+                tally.lost.append((subject, change["n"], wanted))
         # A second event for a change that was already matched (a repeat with a new id),
         # or an event that matches no change: both are claims the journal does not back.
         for j, event in enumerate(events):

@@ -37,6 +37,9 @@ class HubSide:
     def _record(self, kind: str, scope: dict[str, Any]) -> RequestRecord:
         raise NotImplementedError
 
+    def shown(self, client_id: str, text: str) -> None:
+        raise NotImplementedError
+
     def _authorized(self, record: RequestRecord) -> bool:
         raise NotImplementedError
 
@@ -118,6 +121,7 @@ class HubSide:
             try:
                 if kind == "text":
                     await send({"type": "websocket.send", "text": value})
+                    self.shown(client.id, value)
                 elif kind == "close":
                     await send({"type": "websocket.close", "code": value})
                     scope.cancel()

@@ -23,6 +23,7 @@ from bridge.simulators.anywherenow.state import (
     RequestRecord,
     _field,
 )
+from bridge.simulators.journal import Journal
 
 
 class RestSide:
@@ -37,6 +38,7 @@ class RestSide:
     rest_gate: trio.Event | None
     rest_waiting: int
     calls: dict[tuple[str, str], CallRecord]
+    journal: Journal
 
     def _apply(self, ucc: str, correlation_id: str, action: int | str) -> CallRecord:
         raise NotImplementedError
@@ -82,9 +84,13 @@ class RestSide:
                             "Message": "No recording session found for this CorrelationId",
                         },
                     }
-                return 200, call.as_json(
-                    report_uninitialized=self.report_uninitialized, casing=self.rest_casing
-                )
+                answer = call.as_json(report_uninitialized=self.report_uninitialized, casing=self.rest_casing)
+                shown = call.dimensions()
+                if self.report_uninitialized and call.recording in (1, 3):
+                    shown["recording"] = "uninitialized"
+                for dim, state in shown.items():
+                    self.journal.add("observe", subject=f"{rest[1]}#{dim}", state=state, via="rest")
+                return 200, answer
         return None
 
     def _set(self, body: bytes) -> tuple[int, Any]:

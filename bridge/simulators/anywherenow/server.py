@@ -17,6 +17,7 @@ from bridge.asgi import lifespan, serve_asgi
 from bridge.simulators.anywherenow.hub import HubSide
 from bridge.simulators.anywherenow.rest import RestSide
 from bridge.simulators.anywherenow.state import ACTIONS, RS, CallRecord, RequestRecord, _Client, _push
+from bridge.simulators.journal import Journal
 
 
 class AnywhereNowSimulator(HubSide, RestSide):
@@ -38,6 +39,7 @@ class AnywhereNowSimulator(HubSide, RestSide):
         not_found: str = "404",
         report_uninitialized: bool = False,
         rest_casing: str = "pascal",
+        journal: Journal | None = None,
     ) -> None:
         if not_found not in ("404", "200"):
             raise ValueError("not_found must be '404' or '200'")
@@ -61,6 +63,11 @@ class AnywhereNowSimulator(HubSide, RestSide):
         self.hang_upgrades = False  # True: WebSocket upgrades are never answered (a stuck proxy)
         self.handshake_error: str | None = None  # refuse every SignalR handshake with this error
         self.calls: dict[tuple[str, str], CallRecord] = {}
+        # Ground truth for loss accounting (bridge/simulators/journal.py): every state
+        # change ("change"), and every time a state was shown to a client ("observe":
+        # a hub message written to its WebSocket, a REST answer).
+        self.journal = journal if journal is not None else Journal()
+        self._shows: dict[str, list[tuple[str, str]]] = {}  # hub message text -> what it shows
         self.requests: list[RequestRecord] = []
         self.client_messages: list[dict[str, Any]] = []  # non-ping messages clients sent
         self.connections_total = 0
@@ -196,7 +203,11 @@ class AnywhereNowSimulator(HubSide, RestSide):
         call = self.calls.setdefault((ucc, correlation_id), CallRecord(ucc, correlation_id))
         number = self.action_number(action)
         if number is not None:
+            before = call.dimensions()
             call.apply(number)
+            for dim, state in call.dimensions().items():
+                if before[dim] != state:
+                    self.journal.add("change", subject=f"{correlation_id}#{dim}", state=state, ucc=ucc)
         return call
 
     def _broadcast(self, text: str) -> int:
@@ -209,7 +220,20 @@ class AnywhereNowSimulator(HubSide, RestSide):
     def _broadcast_event(self, ucc: str, correlation_id: str, action: int | str) -> int:
         self.sent_events += 1
         payload = self.event_payload(ucc, correlation_id, action)
-        return self.send_invocation_nowait(self.target, [payload])
+        message = {"type": 1, "target": self.target, "arguments": [payload]}
+        text = json.dumps(message) + RS
+        call = self.calls.get((ucc, correlation_id))
+        if call is not None:
+            self._shows.pop(text, None)
+            self._shows[text] = [(f"{correlation_id}#{d}", s) for d, s in call.dimensions().items()]
+            if len(self._shows) > 10_000:  # bounded: the oldest messages were written long ago
+                del self._shows[next(iter(self._shows))]
+        return self._broadcast(text)
+
+    def shown(self, client_id: str, text: str) -> None:
+        """A frame was written to a client's WebSocket: journal what it showed."""
+        for subject, state in self._shows.get(text, ()):
+            self.journal.add("observe", subject=subject, state=state, via="hub", client=client_id)
 
     async def send_state(self, ucc: str, correlation_id: str, action: int | str) -> int:
         """Change a call's recorder state and tell every connected client; returns how many."""

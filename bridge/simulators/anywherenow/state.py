@@ -69,6 +69,16 @@ class CallRecord:
         elif action == 7:
             self.marking = 2
 
+    def dimensions(self) -> dict[str, str]:
+        """The three states by name, as the journal records them."""
+        return {
+            "recording": {0: "uninitialized", 1: "started", 2: "stopped", 3: "paused"}.get(
+                self.recording, "?"
+            ),
+            "marking": {0: "none", 1: "mark", 2: "unmark"}.get(self.marking, "?"),
+            "saving": {0: "none", 1: "save", 2: "delete"}.get(self.saving, "?"),
+        }
+
     def as_json(self, *, report_uninitialized: bool = False, casing: str = "pascal") -> dict[str, Any]:
         """The doc's "session found" answer; ``report_uninitialized`` answers
         RecordingState 0 for a call that is recording (as the doc's own example does)."""

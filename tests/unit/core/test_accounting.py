@@ -103,3 +103,32 @@ def test_states_repeat_with_a_new_id_is_unexplained_not_excused() -> None:
     tally = states(j, got, expected)
     assert tally.delivered == 2 and tally.duplicated == 1
     assert [e["id"] for e in tally.unexplained] == ["x"]
+
+
+def test_in_transit_at_a_kill_needs_the_kill_time_and_is_counted_apart() -> None:
+    j = journal(
+        ("emit", {"n": 1}),
+        ("write", {"conn": 1, "n": 1, "end": 10}),  # t = 1.0
+        ("emit", {"n": 2}),
+        ("write", {"conn": 1, "n": 2, "end": 20}),  # t = 3.0
+        ("close", {"conn": 1, "acked": 20}),
+    )
+    assert uptivity(j, [], kills=[3.2], window=0.5).lost == [1]  # 1 was written 2.2 s before
+    tally = uptivity(j, [(1, "a")], kills=[3.2], window=0.5)
+    assert (tally.at_kill, tally.lost) == (1, [])
+    assert uptivity(j, [(1, "a")]).lost == [2]  # without a kill, no excuse
+
+
+def test_states_observation_just_before_a_kill_is_in_transit() -> None:
+    j = journal(
+        ("change", {"subject": "c", "state": "RECORD", "n": 1}),
+        ("observe", {"subject": "c", "state": "RECORD"}),  # t = 1.0
+        ("change", {"subject": "c", "state": "PAUSE", "n": 2}),
+        ("observe", {"subject": "c", "state": "PAUSE"}),  # t = 3.0, just before the kill
+        ("change", {"subject": "c", "state": "RECORD", "n": 3}),
+        ("observe", {"subject": "c", "state": "RECORD"}),  # t = 5.0
+    )
+    got = [ev("a", "c", "recording.started")]
+    tally = states(j, got, expected, kills=[3.1], window=0.5)
+    assert tally.at_kill == 1  # the pause, shown only just before the kill
+    assert tally.lost == [("c", 3, "recording.resumed")]  # the resume was shown long after

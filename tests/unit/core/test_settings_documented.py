@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bridge import registry
-from bridge.config import AdminSettings, BridgeSettings, OutboxSettings
+from bridge.config import AdminSettings, BridgeSettings, OutboxSettings, QuarantineSettings
 from bridge.settings import MISSING, default_of, iter_fields
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
@@ -47,6 +47,7 @@ def cases() -> list[tuple[str, type[Any]]]:
         ("bridge", BridgeSettings),
         ("outbox", OutboxSettings),
         ("admin", AdminSettings),
+        ("quarantine", QuarantineSettings),
     ]
     for group, table in (("sources", registry.SOURCES), ("sinks", registry.SINKS)):
         for kind in table:
