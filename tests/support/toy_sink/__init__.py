@@ -32,7 +32,9 @@ class ToySink(ComponentBase):
     def stats(self) -> dict[str, float]:
         return {"delivered": float(len(self.received))}
 
-    async def run(self, feed: SinkFeed, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, feed: SinkFeed, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         task_status.started()
         self.health.state = "ok"
         while True:
