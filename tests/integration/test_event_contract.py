@@ -22,7 +22,7 @@ from bridge.asgi import serve_asgi
 from bridge.config import load
 from bridge.service import Bridge
 from tests.helpers import read_jsonl, running_bridge, wait_for, write_config
-from tests.integration.operators import SECRET, _serve, simulator_for, start_simulators, three_vendor_config
+from tests.integration.operators import SECRET, _serve, simulator_for, three_vendor_config
 from tests.nats_server import NatsServer, read_stream, running_server
 from tests.receivers import Receiver
 from tests.unit.contract.conformance import check_binary, check_structured
@@ -67,7 +67,8 @@ path = "{tmp_path / "events.jsonl"}"
 """
     )
     config = load(path)
-    scopes = await start_simulators(nursery, config)
+    simulators = {c.name: simulator_for(c) for c in config.sources}
+    scopes = {name: await nursery.start(_serve, sim) for name, sim in simulators.items()}
     logs.redactor.update(config.secrets.values)
     bridge = Bridge(config, shutdown_grace=1.0)
     await nursery.start(bridge.run)
@@ -82,8 +83,24 @@ path = "{tmp_path / "events.jsonl"}"
             )
 
         await until(live, "events of all three vendors in both modes")
-        # Restart the AnywhereNow and Uptivity simulators: the sources reconnect and
-        # reconcile (REST, status requests), so reconciled events are checked too.
+
+        def open_call() -> bool:
+            """A call the AnywhereNow simulator has recording and the bridge last saw started."""
+            last: dict[str, str] = {}
+            for e in seen():
+                if _vendor(e) == "anywherenow":
+                    last[e["subject"]] = e["type"]
+            return any(
+                call.recording in (1, 3)
+                and last.get(call.correlation_id)
+                in ("recording.started", "recording.paused", "recording.resumed")
+                for call in simulators["anywherenow"].sim.calls.values()
+            )
+
+        await until(open_call, "an AnywhereNow call in progress")
+        # Restart the AnywhereNow and Uptivity simulators now (no checkpoint since the check):
+        # the sources reconnect and reconcile; the fresh AnywhereNow simulator does not know
+        # the call in progress, so reconciliation announces its end (reconciled = true).
         restarted = [c for c in config.sources if c.kind in ("anywherenow", "uptivity")]
         for configured in restarted:
             scopes[configured.name].cancel()
