@@ -103,3 +103,31 @@ def test_an_event_validates_against_its_asyncapi_message_payload(document: dict)
     envelope["properties"]["data"] = schemas["call.started"]
     assert list(Draft7Validator(envelope).iter_errors(event)) == []
     assert list(Draft7Validator(envelope).iter_errors({**event, "type": "call.ended"})) != []
+
+
+@pytest.mark.needs_node
+def test_the_official_asyncapi_parser_reports_no_error_or_warning(document: dict, tmp_path: Path) -> None:
+    """@asyncapi/parser (the reference JavaScript parser, with its validation rules) under node."""
+    script = ROOT / "tests" / "contract_js" / "validate.mjs"
+    if not (ROOT / "tests" / "contract_js" / "node_modules" / "@asyncapi" / "parser").exists():
+        pytest.fail(
+            "@asyncapi/parser is not installed: run scripts/setup test (npm ci --prefix tests/contract_js)"
+        )
+    path = tmp_path / "asyncapi.json"
+    path.write_text(json.dumps(document))
+    out = subprocess.run(
+        ["node", str(script), str(path)], capture_output=True, check=True, timeout=120, cwd=script.parent
+    )
+    result = json.loads(out.stdout)
+    assert result["parsed"] is True
+    serious = [d for d in result["diagnostics"] if d["severity"] <= 1]  # 0 error, 1 warning
+    assert serious == []
+    broken = json.loads(json.dumps(document))
+    broken["channels"]["webhook"]["messages"]["call.started.structured"] = {
+        "$ref": "#/components/messages/nope"
+    }
+    path.write_text(json.dumps(broken))
+    out = subprocess.run(
+        ["node", str(script), str(path)], capture_output=True, check=True, timeout=120, cwd=script.parent
+    )
+    assert any(d["severity"] == 0 for d in json.loads(out.stdout)["diagnostics"]), "a dangling $ref is caught"
