@@ -146,3 +146,22 @@ def test_a_valid_shape_loads_and_the_hash_key_is_a_secret(tmp_path: Path) -> Non
     (sink,) = config.sinks
     assert sink.settings.shape.redact["ani"] == "mask"
     assert KEY in config.secrets.values
+
+
+def test_a_broken_schema_stops_check_config_with_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    import importlib
+
+    from bridge import cli
+
+    catalog_module = importlib.import_module("bridge.contract.catalog")
+
+    broken = tmp_path / "schemas" / "call.started"
+    broken.mkdir(parents=True)
+    (broken / "v1.json").write_text('{"type": "object", "properties": ')
+    monkeypatch.setattr(catalog_module, "catalog", lambda: catalog_module.load(tmp_path / "schemas"))
+    path = write_config(
+        tmp_path, BASE.replace("{state}", str(tmp_path / "s")) + 'redact = { "ani" = "mask" }\n'
+    )
+    assert cli.main(["check-config", "--config", str(path)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "call.started/v1.json: the schema cannot be read" in err[0], err
