@@ -128,7 +128,15 @@ def logical_key(event: dict[str, Any]) -> tuple[Any, ...]:
         return (source, int(event["data"]["raw"]["EVENTXREF"]))
     if source == "anw":
         return (source, event["subject"], event["type"])
-    return (source, event["subject"], event["type"], event["data"].get("previousState"), event["time"])
+    data = event["data"]  # Encore: the GetURL link tells two recordings inferred at one time apart
+    return (
+        source,
+        event["subject"],
+        event["type"],
+        data.get("previousState"),
+        event["time"],
+        data.get("recording_url"),
+    )
 
 
 def config(workdir: Path, up: int, anw: AnywhereNowSimulator, enc: int, hooks: list[int]) -> Path:

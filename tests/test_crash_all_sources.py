@@ -203,7 +203,16 @@ def logical_key(event: dict[str, Any]) -> tuple[Any, ...]:
         return (source, int(data["raw"]["EVENTXREF"]))
     if source == "anw":
         return (source, event["subject"], event["type"])
-    return (source, event["subject"], event["type"], data.get("previousState"), event["time"])
+    # Encore: two recordings (two GetURL links) may share a time when both are inferred
+    # between the same two polls; the link tells them apart.
+    return (
+        source,
+        event["subject"],
+        event["type"],
+        data.get("previousState"),
+        event["time"],
+        data.get("recording_url"),
+    )
 
 
 def delivered(receiver: Receiver) -> list[dict[str, Any]]:
