@@ -189,3 +189,63 @@ async def test_event_bridge_simulate_encore_serves_soap(tmp_path: object) -> Non
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+async def test_every_recording_gets_its_own_url_and_back_to_back_calls_differ() -> None:
+    """Appendix A: GetURL in RECORD or PAUSE gives the recording's URL (fldCallIndex=…)."""
+    sim = EncoreSimulator()
+    async with client_for(sim) as c:
+        sim.start(1, 4)
+        first = (await c.call("GetURL", unit_port(4))).get("URL")
+        sim.pause(1, 4)
+        paused = (await c.call("GetURL", unit_port(4))).get("URL")
+        sim.resume(1, 4)
+        assert sim.back_to_back(1, 4) == 100
+        second = (await c.call("GetURL", unit_port(4))).get("URL")
+        sim.hold(1, 4)
+        held = await c.call("GetURL", unit_port(4))
+    assert first == paused and first != second
+    assert first is not None and "fldCallIndex=" in first and first.endswith("&siteid=1")
+    assert held.code == 608  # "Valid Recording States: RECORD, PAUSE"
+
+
+async def test_a_service_without_url_player_answers_658() -> None:
+    sim = EncoreSimulator(url_player=False)
+    async with client_for(sim) as c:
+        sim.start(1, 1)
+        answer = await c.call("GetURL", unit_port(1))
+    assert answer.code == 658
+    assert answer.message == "Error: URL player address is not defined in ECAPI Web service's Web.config"
+
+
+async def test_hold_while_paused_and_a_second_call_while_held_follow_the_docs() -> None:
+    sim = EncoreSimulator()
+    async with client_for(sim) as c:
+        sim.start(1, 2)
+        sim.pause(1, 2)
+        assert sim.hold(1, 2) == 100 and sim.state_of(1, 2) == "PAUSE"  # a paused call stays PAUSE
+        assert await code(c, "ResumeRecording", 2) == 100
+        # ResumeRecording: "Exit State on Success: RECORD, SUSPENDED" (the call is on hold).
+        assert (await c.call("PortStatus", unit_port(2))).get("portStatus") == "SUSPENDED"
+        held_url = sim.url_of(1, 2)
+        assert sim.second_call(1, 2) == 100  # another call recorded while one is held
+        active = await c.call("GetURL", unit_port(2))
+        assert (await c.call("PortStatus", unit_port(2))).get("portStatus") == "RECORD"
+        assert sim.stop(1, 2) == 100
+        idle = await c.call("PortStatusEX", unit_port(2))
+    assert active.get("URL") != held_url
+    assert (idle.get("portStatus"), idle.get("stateDuration")) == ("NOT RECORDING", "0")
+
+
+def test_the_simulator_does_not_import_the_source() -> None:
+    """Independent counterparts: no shared parser, namespace or constant."""
+    code = (
+        "import sys, bridge.simulators.encore\n"
+        "print(','.join(sorted(m for m in sys.modules if m.startswith('bridge.'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    loaded = set(out.split(","))
+    assert "bridge.simulators.encore.protocol" in loaded  # the check sees what was imported
+    assert not {m for m in loaded if m.startswith("bridge.sources")}, loaded
