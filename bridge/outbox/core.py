@@ -34,7 +34,9 @@ def encode_event(envelope: dict[str, Any]) -> bytes:
     (integers beyond 64 bits, non-string keys) falls back to the json module.
     """
     try:
-        return orjson.dumps(envelope)
+        # orjson's bytes keep the capacity of its working buffer (8-16 KiB for a 1 KiB
+        # event): 8,192 bodies in a sink's window held 127 MiB. A copy is exact size.
+        return bytes(memoryview(orjson.dumps(envelope)))
     except TypeError:
         return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
 
