@@ -135,6 +135,25 @@ async def test_geturl_658_falls_back_with_one_warning(tmp_path: Path) -> None:
     assert "recording.paused" not in h.emitter.types()
 
 
+async def test_658_is_one_warning_per_server_even_with_two_sources(tmp_path: Path) -> None:
+    sim = EncoreSimulator(url_player=False)
+    recording_for(sim, 1)
+    recording_for(sim, 2)
+    emitter, logs = MemoryEmitter(), [RecordingLog(), RecordingLog()]
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(sim.serve)
+        for n, log in enumerate(logs, start=1):
+            settings = settings_for(port, name=f"s{n}", ports=[("1", str(n))])
+            ctx = SourceContext(emitter, Quarantine(tmp_path / str(n)), {}, log)
+            await nursery.start(EncoreSource(settings).run, ctx)
+        await wait_for(lambda: len(emitter.events) >= 2)
+        await polls(sim, 10)
+        nursery.cancel_scope.cancel()
+    assert sum(len(log.named("encore_recording_urls_unavailable")) for log in logs) == 1
+    assert sim.calls["GetURL"] <= 2  # each source asked at most once (both may be queued at start)
+    assert {e.data["url_lookup"] for e in emitter.events} == {"unavailable"}
+
+
 async def test_a_fixed_duration_server_restarted_mid_recording_re_announces_nothing(tmp_path: Path) -> None:
     """Appendix A: the test service always answers stateDuration 20 for an active state."""
     sim = EncoreSimulator(fixed_duration=20)

@@ -4,7 +4,7 @@ The docs: GetURL is valid in RECORD and PAUSE and returns "the URL associated wi
 recording". The source asks only where it decides something (see
 :func:`bridge.sources.encore.tracker.needs_url`), through the server's one in-flight
 budget. 658 (no URL player in Web.config) or a server without GetURL turns lookups off
-for this source with one warning; events then say ``data.url_lookup = "unavailable"``.
+for that server (every source polling it) with one warning; events then say ``data.url_lookup = "unavailable"``.
 """
 
 from __future__ import annotations
@@ -12,19 +12,26 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import trio
+
+from bridge.errors import BridgeError, EndpointError
 from bridge.sources.encore import tracker
 from bridge.sources.encore.resolver import Target
-from bridge.sources.encore.soap import SoapError, SoapFault, SoapParseError, SoapResponse
+from bridge.sources.encore.soap import SoapError, SoapFault, SoapParseError, SoapResponse, server_key
 from bridge.sources.encore.states import NOT_RECORDING_CODE, SUCCESS, TRANSIENT, URL_PLAYER_MISSING
 from bridge.sources.encore.tracker import UrlLookup
 
 
-class Transient(Exception):
+class Transient(EndpointError):
     """A retryable failure: back off the whole endpoint, commit nothing for this poll."""
 
 
-class Raced(Exception):
+class Raced(BridgeError):
     """GetURL says the port left RECORD/PAUSE since PortStatus: ask again next sweep."""
+
+
+# Servers known to have no URL player, per trio run: one warning per server, not per source.
+_NO_URL_PLAYER: dict[tuple[object, str], str] = {}
 
 
 class RecordingUrls:
@@ -38,12 +45,15 @@ class RecordingUrls:
         self._call = call
         self._quarantine = quarantine
         self.where = where  # the redacted server URL, for the warning
+        self.server = server_key(where)  # the same server whoever polls it
         self.unavailable = unavailable  # why lookups are off, or None
         self.requests = 0
         self._warned: set[int | None] = set()
 
     async def lookup(self, log: Any, target: Target) -> tuple[UrlLookup, dict[str, str] | None]:
         """The port's current recording URL, and the answer's fields as sent."""
+        if self.unavailable is None:
+            self.unavailable = _NO_URL_PLAYER.get((trio.lowlevel.current_trio_token(), self.server))
         if self.unavailable is not None:
             return UrlLookup(None, tracker.URL_UNAVAILABLE), None
         self.requests += 1
@@ -74,6 +84,10 @@ class RecordingUrls:
 
     def disable(self, log: Any, why: str) -> UrlLookup:
         self.unavailable = why
+        slot = (trio.lowlevel.current_trio_token(), self.server)
+        if slot in _NO_URL_PLAYER:  # another source on this server already said so
+            return UrlLookup(None, tracker.URL_UNAVAILABLE)
+        _NO_URL_PLAYER[slot] = why
         log.warning(
             "encore_recording_urls_unavailable",
             url=self.where,
