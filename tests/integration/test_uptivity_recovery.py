@@ -169,6 +169,36 @@ async def test_a_recording_that_began_and_ended_inside_the_outage_cannot_be_reco
     ]
 
 
+async def test_a_change_the_stream_reports_right_after_the_subscription_is_not_announced_twice(
+    tmp_path: Path, nursery
+) -> None:
+    """The proxy sends the pause, resume and stop (events 3-5) the moment the bridge is
+    subscribed again, before its DEVICELIST is answered: the answer (idle) and the live
+    stream say the same thing, and the stop is reported once, live."""
+    sim = UptivitySimulator(rate=0, count=2, numbered=True, zone=CHICAGO)
+    proxy = FaultProxy(await nursery.start(sim.serve))
+    await nursery.start(proxy.serve)
+    async with running_bridge(config(tmp_path, proxy.port)) as bridge:
+        await _start_recording(tmp_path, bridge, sim)
+        proxy.mode = "refuse"
+        await proxy.reset_all()
+        await wait_for(lambda: not sim.subscribers)
+        sim.count = 5  # produced as soon as a subscriber is back
+        proxy.mode = "pass"
+        await wait_for(lambda: len(live(tmp_path)) >= 5)
+        await wait_for(lambda: bridge.sources["up"].reconciliations >= 2)
+        superseded = bridge.sources["up"].superseded
+    assert sim.table.devices["1111"].state == "idle"
+    assert [e["type"] for e in live(tmp_path)][2:] == [
+        "recording.paused",
+        "recording.resumed",
+        "recording.stopped",
+    ]
+    stops = [e for e in events(tmp_path) if e["type"] == "recording.stopped"]
+    assert len(stops) == 1 and not stops[0]["data"].get("reconciled")
+    assert reconciled(tmp_path) == [] and superseded == 1
+
+
 async def test_a_value_with_an_unescaped_ampersand_is_delivered_as_sent(tmp_path: Path, nursery) -> None:
     sim = UptivitySimulator(rate=0, count=7, group="Sales & Marketing")
     assert b"<GROUP>Sales & Marketing</GROUP>" in sim.document(1)  # unescaped on the wire
@@ -292,3 +322,32 @@ def test_tcp_keepalive_is_set_so_a_vanished_peer_is_found_by_the_kernel() -> Non
     finally:
         client.close()
         server.close()
+
+
+async def test_events_that_arrive_with_the_result_are_delivered_when_reconciliation_fails(
+    tmp_path: Path, nursery, log_capture: LogCapture
+) -> None:
+    """RESULT and the first events in one read, the API server unreachable: the events
+    read with the RESULT are still delivered (reconciliation failing costs no event)."""
+    from bridge.simulators.uptivity import EVENTS_RESULT, numbered_event
+
+    async def handler(stream: trio.SocketStream) -> None:
+        request = await stream.receive_some(4096)
+        request_id = request.split(b"<REQUESTID>")[1].split(b"</REQUESTID>")[0]
+        result = EVENTS_RESULT.replace(
+            b"<REQUESTID>0</REQUESTID>", b"<REQUESTID>" + request_id + b"</REQUESTID>"
+        )
+        await stream.send_all(result + b"\r\n" + numbered_event(1) + b"\r\n" + numbered_event(2) + b"\r\n")
+        await trio.sleep_forever()
+
+    listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    closed = socket.create_server(("127.0.0.1", 0))
+    dead_port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: the API server is unreachable
+    async with running_bridge(config(tmp_path, port, api_port=dead_port, timeout=1.0)) as bridge:
+        await wait_for(lambda: len(live(tmp_path)) >= 2)
+        assert "reconcile failed" in bridge.sources["up"].health.detail
+        assert bridge.sources["up"].health.ready  # the subscription itself is fine
+    assert [e["data"]["raw"]["EVENTXREF"] for e in live(tmp_path)] == ["1", "2"]
+    assert log_capture.events("uptivity_reconcile_failed")

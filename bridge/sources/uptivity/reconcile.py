@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.model import Event
-from bridge.sources.uptivity.mapping import VENDOR, common_fields, stripped
+from bridge.sources.uptivity.mapping import LIVE_STATE, VENDOR, common_fields, stripped
 from bridge.sources.uptivity.stream import element_fields
 
 STATES = ("idle", "paused", "recording")  # in rank order
@@ -162,7 +162,7 @@ def transitions(known: dict[str, Known], statuses: list[DeviceStatus], *, comple
         before = known.get(status.device_id, Known("idle"))
         now = status.known()
         types = PATHS.get((before.state, now.state), ())
-        if not types and before.state == now.state and now.state != "idle" and _other_recording(before, now):
+        if "idle" not in (before.state, now.state) and _other_recording(before, now):
             types = REPLACED[now.state]
         if types or before != now:
             out.append(Transition(status.device_id, before, now, types, status))
@@ -239,3 +239,44 @@ def _when(event_type: str, data: dict[str, Any], t: Transition, received: dateti
     if event_type == "recording.stopped" and t.now.state == "idle" and data.get("stop_time"):
         return datetime.fromisoformat(data["stop_time"]), "vendor"
     return received, "reconciled"
+
+
+def after_live(before: Known, event: Event) -> Known | None:
+    """The device's state after a live event, or None when the event cannot follow
+    ``before`` (something happened in between that the bridge did not see)."""
+    new = LIVE_STATE.get(event.type)
+    if new is None:
+        return before
+    filename, instance = event.data.get("filename"), event.data.get("call_instance")
+    if event.type == "recording.started":
+        return Known(new, filename, instance) if before.state == "idle" else None
+    if before.state == "idle" and event.type != "call.ended":
+        return None  # a pause, resume or stop of a recording the bridge never saw start
+    if new == "idle":
+        return Known("idle")
+    now = Known(new, filename or before.filename, instance or before.call_instance)
+    return None if _other_recording(before, now) else now
+
+
+def supersede(t: Transition, missed: list[Event], live: list[Event]) -> list[Event]:
+    """The reconciled events of ``t`` that the live events received with the answer do
+    not already report.
+
+    The live events came after the subscription; the answer was taken somewhere among
+    them. If they lead from the last known state to the answer's, nothing else happened
+    while the bridge was away: they are the report, all of ``missed`` goes. Otherwise
+    only the latest reconciled changes that the first live events repeat go (a live
+    start of a new call does not stand for the stop of the old one).
+    """
+    state: Known | None = t.previous
+    for event in live:
+        if state is None:
+            break
+        state = after_live(state, event)
+        if state is not None and state.state == t.now.state and not _other_recording(state, t.now):
+            return []
+    live_types = [e.type for e in live if e.type in LIVE_STATE]
+    for k in range(min(len(missed), len(live_types)), 0, -1):
+        if [e.type for e in missed[-k:]] == live_types[:k]:
+            return missed[:-k]
+    return missed

@@ -15,6 +15,7 @@ seconds, never by silence alone (``idle_timeout`` is an opt-in).
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
 import trio
 
@@ -23,10 +24,7 @@ from bridge.components import ComponentBase, Health, SourceContext
 from bridge.errors import EndpointError
 from bridge.model import Event, utcnow
 from bridge.sources.uptivity.api import (
-    ApiSession,
-    Refused,
     answers,
-    echo_request,
     enable_keepalive,
     events_request,
     parse_answer,
@@ -37,11 +35,9 @@ from bridge.sources.uptivity.reconcile import (
     STATE_PREFIX,
     Known,
     known_from_state,
-    reconciled_events,
-    transitions,
 )
+from bridge.sources.uptivity.recovery import ApiSide
 from bridge.sources.uptivity.settings import UptivitySettings
-from bridge.sources.uptivity.status import ask_states
 from bridge.sources.uptivity.stream import (
     Document,
     Junk,
@@ -52,6 +48,11 @@ from bridge.sources.uptivity.stream import (
 )
 
 READ_SIZE = 65536
+# After a status answer, what the proxy already sent is read before comparing: until the
+# stream has been quiet this long, at most this long in all, at most this many bytes.
+DRAIN_QUIET_SECONDS = 0.05
+DRAIN_MAX_SECONDS = 1.0
+DRAIN_MAX_BYTES = 8 * 1024 * 1024
 
 
 class SessionEnd(EndpointError):
@@ -62,7 +63,7 @@ class SessionEnd(EndpointError):
         super().__init__(reason)
 
 
-class UptivitySource(ComponentBase):
+class UptivitySource(ApiSide, ComponentBase):
     vendor = VENDOR
 
     def __init__(self, settings: UptivitySettings) -> None:
@@ -81,6 +82,7 @@ class UptivitySource(ComponentBase):
         self.reconciled = 0
         self.reconciliations = 0  # completed reconcile passes
         self.probes = 0
+        self.superseded = 0  # reconciled transitions a live event already reported
         self.bytes_read = 0
         self.known: dict[str, Known] = {}
         self.baseline = False
@@ -186,7 +188,7 @@ class UptivitySource(ComponentBase):
                 if s.idle_timeout and now >= last_data + s.idle_timeout:
                     raise SessionEnd(f"no data for {s.idle_timeout}s (idle timeout: idle_timeout is set)")
                 if self._reconcile_at is not None and now >= self._reconcile_at:
-                    await self._reconcile(ctx)
+                    await self._reconcile(ctx, partial(self._drain, ctx, stream, splitter, []))
                 if s.probe_interval and now >= max(last_data, last_probe) + s.probe_interval:
                     failures = 0 if await self._probe(ctx) else failures + 1
                     last_probe = trio.current_time()
@@ -202,7 +204,8 @@ class UptivitySource(ComponentBase):
             self.bytes_read += len(data)
             received = utcnow()
             batch: list[Event] = []
-            for item in splitter.feed(data):
+            items = list(splitter.feed(data))
+            for i, item in enumerate(items):
                 if isinstance(item, Junk):
                     self._quarantine(ctx, item.raw, item.reason)
                 elif item.root == "RESULT":
@@ -210,10 +213,47 @@ class UptivitySource(ComponentBase):
                         subscribed = True
                         await self._flush(ctx, batch)
                         batch = []
-                        await self._reconcile(ctx)
+                        rest = self._events(ctx, items[i + 1 :], received)
+                        await self._reconcile(ctx, partial(self._drain, ctx, stream, splitter, rest))
+                        break
                 elif (event := self._to_event(ctx, item, received)) is not None:
                     batch.append(event)
             await self._flush(ctx, batch)
+
+    def _events(self, ctx: SourceContext, items: list[Document | Junk], received: datetime) -> list[Event]:
+        """Live events of ``items`` (junk quarantined; a RESULT here answers nothing of ours)."""
+        out: list[Event] = []
+        for item in items:
+            if isinstance(item, Junk):
+                self._quarantine(ctx, item.raw, item.reason)
+            elif item.root != "RESULT" and (event := self._to_event(ctx, item, received)) is not None:
+                out.append(event)
+        return out
+
+    async def _drain(
+        self, ctx: SourceContext, stream: trio.SocketStream, splitter: StreamSplitter, first: list[Event]
+    ) -> list[Event]:
+        """What the proxy has already sent, read without waiting for more (bounded).
+
+        Called once a status answer is in: a live event among these may report a change
+        the answer also shows, which must then not be announced twice.
+        """
+        out, taken = list(first), 0
+        deadline = trio.current_time() + DRAIN_MAX_SECONDS
+        while taken < DRAIN_MAX_BYTES and trio.current_time() < deadline:
+            with trio.move_on_after(DRAIN_QUIET_SECONDS):
+                try:
+                    data = await stream.receive_some(READ_SIZE)
+                except (trio.BrokenResourceError, OSError):
+                    break  # keep what was read; the read loop meets the error next
+                if not data:
+                    break  # the read loop sees the end of the connection next
+                taken += len(data)
+                self.bytes_read += len(data)
+                out += self._events(ctx, list(splitter.feed(data)), utcnow())
+                continue
+            break
+        return out
 
     async def _flush(self, ctx: SourceContext, batch: list[Event]) -> None:
         """Emit live events with the device states they leave behind (same transaction)."""
@@ -321,80 +361,4 @@ class UptivitySource(ComponentBase):
             bytes=len(raw),
             excerpt=raw[:200].decode("utf-8", "replace"),
             quarantined=str(path),
-        )
-
-    # ---- the API connection: TEST probes and reconciliation -----------------------------
-    def _api(self) -> ApiSession:
-        s = self.settings
-        return ApiSession(
-            self.api_host, self.api_port, timeout=s.timeout, max_answer_bytes=s.max_answer_bytes
-        )
-
-    async def _probe(self, ctx: SourceContext) -> bool:
-        """The documented TEST echo; any answer to it means the server is there."""
-        self.probes += 1
-        try:
-            async with self._api() as api:
-                await api.request("TEST", echo_request)
-        except EndpointError as exc:
-            ctx.log.warning("uptivity_probe_failed", api=f"{self.api_host}:{self.api_port}", error=str(exc))
-            return False
-        return True
-
-    async def _reconcile(self, ctx: SourceContext) -> None:
-        mode = self.settings.reconcile
-        self._reconcile_at = None
-        if mode == "off":
-            return
-        received = utcnow()
-        reason = "reconnect" if self.reconciliations else "startup"
-        try:
-            async with self._api() as api:
-                request_type, statuses, complete = await ask_states(api, mode, set(self.known))
-        except EndpointError as exc:
-            permanent = isinstance(exc, Refused) and exc.permanent
-            retry = self.settings.refused_retry if permanent else self.settings.reconcile_retry
-            self._reconcile_at = trio.current_time() + retry
-            ctx.log.warning(
-                "uptivity_reconcile_failed",
-                api=f"{self.api_host}:{self.api_port}",
-                error=str(exc),
-                permanent=permanent,
-                retry_in=retry,
-            )
-            self.health.set(
-                self.health.state, f"{self.health.detail.split('; reconcile')[0]}; reconcile failed: {exc}"
-            )
-            return
-        found = transitions(self.known, statuses, complete=complete)
-        if not self.baseline:
-            # First reconciliation ever: devices never seen have no "before"; record them.
-            found = [t for t in found if t.device_id in self.known or not t.types]
-            for status in statuses:
-                if status.device_id not in self.known and status.state != "idle":
-                    self.known[status.device_id] = status.known()
-        events: list[Event] = []
-        state: dict[str, str | None] = {BASELINE_KEY: "1"}
-        for t in found:
-            events += reconciled_events(
-                t, source_name=self.name, reason=reason, tz=self.timezone, received=received
-            )
-            if t.now.state == "idle":
-                self.known.pop(t.device_id, None)
-            else:
-                self.known[t.device_id] = t.now
-        state.update({STATE_PREFIX + d: k.dump() for d, k in self.known.items()})
-        state.update({STATE_PREFIX + t.device_id: None for t in found if t.now.state == "idle"})
-        await ctx.emit(events, state=state)
-        self.baseline = True
-        self.reconciled += len(events)
-        self.reconciliations += 1
-        self.health.set(self.health.state, self.health.detail.split("; reconcile")[0])
-        ctx.log.info(
-            "uptivity_reconciled",
-            request=request_type,
-            reason=reason,
-            devices=len(statuses),
-            transitions=[f"{t.device_id}: {t.previous.state}->{t.now.state}" for t in found if t.types],
-            events=len(events),
         )

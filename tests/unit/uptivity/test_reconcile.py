@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from lxml import etree
 
+from bridge.model import Event
 from bridge.sources.uptivity.reconcile import (
     BASELINE_KEY,
     DeviceStatus,
@@ -152,3 +153,34 @@ def test_reconciled_events_conform_to_the_shipped_schemas() -> None:
                 check_structured(event.to_cloudevent(event_id(event.digest(), 0)))
                 seen.add(event.type)
     assert seen == {"recording.started", "recording.paused", "recording.stopped"}
+
+
+def test_live_events_received_with_the_answer_supersede_what_they_report() -> None:
+    from bridge.sources.uptivity.reconcile import supersede
+
+    def live(event_type: str, **data: str) -> Event:
+        return Event(
+            "up", "uptivity", event_type, "1111", RECEIVED, {"filename": None, "call_instance": None, **data}
+        )
+
+    def case(before: Known, now: DeviceStatus, stream: list[Event]) -> list[str]:
+        (t,) = transitions({"1111": before} if before.state != "idle" else {}, [now], complete=True)
+        missed = reconciled_events(t, source_name="up", reason="reconnect", tz=TZ, received=RECEIVED)
+        return [e.type for e in supersede(t, missed, stream)]
+
+    stop = (Known("recording"), status("1111", "idle"))
+    assert case(*stop, []) == ["recording.stopped"]
+    assert case(*stop, [live("recording.stopped")]) == []  # the live stop is that change
+    assert case(*stop, [live("recording.paused"), live("recording.resumed"), live("recording.stopped")]) == []
+    # A live start of a new call does not stand for the stop of the old one.
+    assert case(*stop, [live("recording.started"), live("recording.stopped")]) == ["recording.stopped"]
+    # Another recording: stopped and started while away, the pause of the new one seen live.
+    replaced = (Known("recording", "a.wav"), status("1111", "paused", FILENAME="b.wav"))
+    assert case(*replaced, []) == ["recording.stopped", "recording.started", "recording.paused"]
+    assert case(*replaced, [live("recording.paused", filename="b.wav")]) == [
+        "recording.stopped",
+        "recording.started",
+    ]
+    # Live events that only come after the answer's state leave the reconciled ones alone.
+    start = (Known("idle"), status("1111", "recording"))
+    assert case(*start, [live("recording.paused")]) == ["recording.started"]
