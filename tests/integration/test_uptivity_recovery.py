@@ -351,3 +351,21 @@ async def test_events_that_arrive_with_the_result_are_delivered_when_reconciliat
         assert bridge.sources["up"].health.ready  # the subscription itself is fine
     assert [e["data"]["raw"]["EVENTXREF"] for e in live(tmp_path)] == ["1", "2"]
     assert log_capture.events("uptivity_reconcile_failed")
+
+
+async def test_a_devicelist_too_large_falls_back_to_devicerecordingstatus_per_known_device(
+    tmp_path: Path, nursery
+) -> None:
+    sim = UptivitySimulator(rate=0, count=2, numbered=True, devices=40, zone=CHICAGO)
+    assert len(sim.answer(b"<REQUEST><TYPE>DEVICELIST</TYPE><REQUESTID>1</REQUESTID></REQUEST>")) > 4096
+    proxy = FaultProxy(await nursery.start(sim.serve))
+    await nursery.start(proxy.serve)
+    async with running_bridge(config(tmp_path, proxy.port, max_answer_bytes=4096)) as bridge:
+        await wait_for(lambda: len(live(tmp_path)) >= 2)
+        await wait_for(lambda: bridge.sources["up"].reconciliations >= 1)
+        before = sim.api_requests_of("DEVICERECORDINGSTATUS")
+        await _outage(proxy, bridge, sim, "idle")
+        await wait_for(lambda: reconciled(tmp_path))
+    (event,) = reconciled(tmp_path)
+    assert event["type"] == "recording.stopped" and event["subject"] == "1111"
+    assert sim.api_requests_of("DEVICERECORDINGSTATUS") == before + 1  # only the one known device

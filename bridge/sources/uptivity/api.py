@@ -249,6 +249,8 @@ class ApiSession:
                     if "exceeds" in item.reason:
                         raise AnswerTooLarge(f"{request_type} answer {item.reason}")
                     continue
+                if len(item.raw) > self.max_answer_bytes:  # complete, but larger than allowed
+                    raise AnswerTooLarge(f"{request_type} answer exceeds {self.max_answer_bytes} bytes")
                 answer = self._parse(item)
                 if answers(answer, request_type, request_id):
                     return answer
