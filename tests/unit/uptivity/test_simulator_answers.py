@@ -87,3 +87,19 @@ def test_group_is_written_unescaped_like_the_real_proxy() -> None:
     sim.set_device_state("1111", "recording")
     answer = sim.answer(request("  <TYPE>DEVICELIST</TYPE>\n  <REQUESTID>1</REQUESTID>"))
     assert b"<GROUP>Sales & Marketing</GROUP>" in answer
+
+
+def test_the_simulator_shares_no_code_with_the_source() -> None:
+    """An independent counterpart: nothing under bridge/simulators/uptivity imports
+    bridge.sources (no shared parser, namespace or constant)."""
+    import ast
+
+    package = Path(__file__).resolve().parents[3] / "bridge" / "simulators" / "uptivity"
+    imported = set()
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+    assert imported and not [m for m in imported if m.startswith("bridge.sources")]
