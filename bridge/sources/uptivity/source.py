@@ -87,6 +87,7 @@ class UptivitySource(ApiSide, ComponentBase):
         self.known: dict[str, Known] = {}
         self.baseline = False
         self._reconcile_at: float | None = None
+        self._loaded = False
 
     def describe(self) -> str:
         return f"{self.host}:{self.port}"
@@ -104,8 +105,12 @@ class UptivitySource(ApiSide, ComponentBase):
     async def run(
         self, ctx: SourceContext, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        self.known = known_from_state(ctx.state)
-        self.baseline = BASELINE_KEY in ctx.state
+        if not self._loaded:
+            # ctx.state is the state as of start-up: after a crash and restart of run()
+            # by the supervisor, what this object learned since is newer.
+            self.known = known_from_state(ctx.state)
+            self.baseline = BASELINE_KEY in ctx.state
+            self._loaded = True
         ctx.log.info(
             "uptivity_starting",
             endpoint=self.describe(),
