@@ -95,14 +95,14 @@ class ApiSide:
             return
         live = await drain()
         found = transitions(self.known, statuses, complete=complete)
+        changed: dict[str, Known | None] = {}
         if not self.baseline:
             # First reconciliation ever: devices never seen have no "before"; record them.
-            found = [t for t in found if t.device_id in self.known or not t.types]
+            found = [t for t in found if t.device_id in self.known]
             for status in statuses:
                 if status.device_id not in self.known and status.state != "idle":
-                    self.known[status.device_id] = status.known()
+                    self.known[status.device_id] = changed[status.device_id] = status.known()
         events: list[Event] = []
-        state: dict[str, str | None] = {BASELINE_KEY: "1"}
         for t in found:
             missed = reconciled_events(
                 t, source_name=self.name, reason=reason, tz=self.timezone, received=received
@@ -112,10 +112,12 @@ class ApiSide:
             events += kept
             if t.now.state == "idle":
                 self.known.pop(t.device_id, None)
+                changed[t.device_id] = None
             else:
-                self.known[t.device_id] = t.now
-        state.update({STATE_PREFIX + d: k.dump() for d, k in self.known.items()})
-        state.update({STATE_PREFIX + t.device_id: None for t in found if t.now.state == "idle"})
+                self.known[t.device_id] = changed[t.device_id] = t.now
+        # Only what changed is written, with the events, in one transaction.
+        state: dict[str, str | None] = {BASELINE_KEY: "1"}
+        state.update({STATE_PREFIX + d: k.dump() if k else None for d, k in changed.items()})
         await ctx.emit(events, state=state)
         self.baseline = True
         self.reconciled += len(events)
