@@ -166,7 +166,11 @@ async def test_kill_9_of_one_bridge_the_other_keeps_the_stream_complete(
     b = start_bridge(config_b, tmp_path / "b.log")
     try:
         await wait_for(lambda: sim.produced >= 400, timeout=60)
-        before_kill = await stream_count(nats_server.url, STREAM)
+        # Kill only once the stream has events (on a loaded machine publishing may lag the
+        # simulator): the kill must happen mid-stream, not before anything was published.
+        with trio.fail_after(60):
+            while (before_kill := await stream_count(nats_server.url, STREAM)) <= 0:
+                await trio.sleep(0.05)
         a.send_signal(signal.SIGKILL)
         await trio.to_thread.run_sync(a.wait)
         await wait_for(lambda: len(sim.subscribers) == 1)
