@@ -290,6 +290,7 @@ class UptivitySimulator:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch, sub, nursery.cancel_scope)
                 await self._pump(sub, receive)
+                self._detach(sub)  # at once: nothing more may be queued for it
                 nursery.cancel_scope.cancel()
         finally:
             await self._close(sub)
@@ -381,11 +382,16 @@ class UptivitySimulator:
             yield doc[pos : pos + size]
             pos += size
 
-    async def _close(self, sub: Subscriber) -> None:
+    def _detach(self, sub: Subscriber) -> bool:
+        """Stop broadcasting to ``sub`` (no checkpoint: the producer cannot slip in)."""
         if self.subscribers.pop(sub.id, None) is None:
-            return
+            return False
         self.finished.append(sub)
         sub.send.close()
+        self._notify()
+        return True
+
+    async def _close(self, sub: Subscriber) -> None:
+        self._detach(sub)
         with trio.CancelScope(shield=True):
             await sub.stream.aclose()
-        self._notify()
