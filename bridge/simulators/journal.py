@@ -18,7 +18,7 @@ import socket
 import struct
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 __all__ = ["Journal", "tcp_bytes_acked"]
 
@@ -52,7 +52,11 @@ class Journal:
 _TCP_INFO = struct.Struct("=8B24I3Q")
 
 
-def tcp_bytes_acked(sock: socket.socket) -> int | None:
+class _HasSockopt(Protocol):
+    def getsockopt(self, level: int, optname: int, buflen: int, /) -> bytes: ...
+
+
+def tcp_bytes_acked(sock: _HasSockopt) -> int | None:
     """Bytes of this connection the peer's kernel has acknowledged (Linux TCP_INFO).
 
     What the peer's kernel acknowledged reached the peer's machine; what was written past

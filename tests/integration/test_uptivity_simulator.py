@@ -22,7 +22,7 @@ async def test_the_journal_records_each_write_with_its_completion_time(nursery) 
     with trio.fail_after(10):
         while len(sim.written().get(1, [])) < 3:
             await trio.sleep(0.01)
-    ((connection, entries),) = sim.journal().items()
+    ((connection, entries),) = sim.writes().items()
     assert [n for n, _ in entries] == [1, 2, 3] == sim.written()[connection]
     times = [t for _, t in entries]
     assert times == sorted(times)

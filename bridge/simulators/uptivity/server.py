@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 import trio
 
+from bridge.simulators.journal import Journal, tcp_bytes_acked
 from bridge.simulators.uptivity import protocol
 from bridge.simulators.uptivity.devices import DeviceTable
 from bridge.simulators.uptivity.examples import EVENTS_RESULT, EXAMPLES
@@ -94,6 +95,8 @@ class Subscriber:
     send: trio.MemorySendChannel[tuple[int, bytes]]
     written: list[int] = field(default_factory=list)  # event numbers fully handed to the kernel
     written_at: list[float] = field(default_factory=list)  # monotonic time each write completed
+    offset: int = 0  # bytes handed to the kernel on this connection so far
+    closed: bool = False
 
 
 class UptivitySimulator:
@@ -116,6 +119,7 @@ class UptivitySimulator:
         group: str | None = None,
         zone: str = "UTC",
         status_result_code: int = 20,
+        journal: Journal | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.rate = rate
@@ -135,6 +139,11 @@ class UptivitySimulator:
         self.api_connections = 0
         self.api_requests: list[tuple[str, str]] = []  # (TYPE, REQUESTID) of every API request
         self.subscribers: dict[int, Subscriber] = {}
+        # Ground truth for loss accounting (bridge/simulators/journal.py): every event
+        # produced ("emit"), every document fully written to a connection with the byte
+        # offset of its end ("write"), and at each close how many bytes the peer's kernel
+        # had acknowledged ("close").
+        self.journal = journal if journal is not None else Journal()
         self.finished: list[Subscriber] = []
         self.produced = 0
         self.requests: list[bytes] = []
@@ -150,7 +159,7 @@ class UptivitySimulator:
         out.update({s.id: list(s.written) for s in self.subscribers.values()})
         return out
 
-    def journal(self) -> dict[int, list[tuple[int, float]]]:
+    def writes(self) -> dict[int, list[tuple[int, float]]]:
         """Per connection: (event number, monotonic time its write completed), in order."""
         subs = [*self.finished, *self.subscribers.values()]
         return {s.id: list(zip(s.written, s.written_at, strict=True)) for s in subs}
@@ -241,6 +250,7 @@ class UptivitySimulator:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
             self.produced = number
+            self.journal.add("emit", n=number)
             self._track(number)
             self._notify()
             if interval:
@@ -283,7 +293,7 @@ class UptivitySimulator:
         await stream.send_all(result + b"\r\n")
         send, receive = trio.open_memory_channel[tuple[int, bytes]](self.queue_size)
         self._next_id += 1
-        sub = Subscriber(self._next_id, stream, send)
+        sub = Subscriber(self._next_id, stream, send, offset=len(result) + 2)
         self.subscribers[sub.id] = sub
         self._notify()
         try:
@@ -366,9 +376,11 @@ class UptivitySimulator:
             async for number, doc in receive:
                 for piece in self._pieces(doc):
                     await sub.stream.send_all(piece)
+                    sub.offset += len(piece)
                 if number:
                     sub.written.append(number)
                     sub.written_at.append(time.monotonic())
+                    self.journal.add("write", conn=sub.id, n=number, end=sub.offset)
                     if self.drop_after and len(sub.written) >= self.drop_after:
                         return
 
@@ -393,5 +405,8 @@ class UptivitySimulator:
 
     async def _close(self, sub: Subscriber) -> None:
         self._detach(sub)
+        if not sub.closed:
+            sub.closed = True
+            self.journal.add("close", conn=sub.id, acked=tcp_bytes_acked(sub.stream.socket))
         with trio.CancelScope(shield=True):
             await sub.stream.aclose()
