@@ -17,6 +17,7 @@ import json
 import socket
 import struct
 import time
+from collections import deque
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -24,14 +25,24 @@ __all__ = ["Journal", "tcp_bytes_acked"]
 
 
 class Journal:
-    """Append-only, in memory and optionally on disk (one JSON object per line)."""
+    """Append-only, in memory (the newest ``limit`` entries) and optionally on disk.
 
-    def __init__(self, path: Path | str | None = None) -> None:
-        self.entries: list[dict[str, Any]] = []
+    A long-running simulator (a demo) must not grow without bound, so memory keeps at most
+    ``limit`` entries and counts what it let go in ``dropped``; an account over a journal
+    that dropped entries is refused (it could not prove anything about them).
+    """
+
+    def __init__(self, path: Path | str | None = None, *, limit: int = 500_000) -> None:
+        self.entries: deque[dict[str, Any]] = deque(maxlen=limit)
+        self.dropped = 0
+        self._seq = 0
         self._file: IO[str] | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
 
     def add(self, kind: str, **fields: Any) -> dict[str, Any]:
-        entry = {"seq": len(self.entries) + 1, "t": time.monotonic(), "kind": kind, **fields}
+        self._seq += 1
+        entry = {"seq": self._seq, "t": time.monotonic(), "kind": kind, **fields}
+        if len(self.entries) == self.entries.maxlen:
+            self.dropped += 1
         self.entries.append(entry)
         if self._file is not None:
             self._file.write(json.dumps(entry, default=str) + "\n")

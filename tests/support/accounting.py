@@ -35,6 +35,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.simulators.journal import Journal
+
+
+def entries(journal: Journal) -> list[dict[str, Any]]:
+    """A journal's entries, refusing one that let entries go (nothing could be proven)."""
+    assert journal.dropped == 0, f"the journal dropped {journal.dropped} entries: raise its limit"
+    return list(journal.entries)
+
 
 @dataclass
 class Tally:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge.simulators.encore.protocol import ACTION_TEMPLATE, SERVICE_NS
+from bridge.simulators.journal import Journal
 
 NOT_RECORDING = "NOT RECORDING"
 RECORD = "RECORD"
@@ -63,6 +64,12 @@ class SimPort:
     on_hold: bool = False  # the (paused) call is on hold
     held_call: int | None = None  # a call on hold while another one records
     fields: dict[str, str] = field(default_factory=dict)
+    subject: str = ""  # "<unit>/<port>", as the journal names it
+
+
+def _truth(p: SimPort) -> str:
+    """The port's state as the journal records it (a recording's state names its call)."""
+    return p.state if p.state == NOT_RECORDING else f"{p.state}@{p.call_index}"
 
 
 class ActionFault(Exception):
@@ -92,6 +99,7 @@ class Recorder:
         namespace: str = SERVICE_NS,
         soap_action: str = ACTION_TEMPLATE,
         clock: Callable[[], float] = time.monotonic,
+        journal: Journal | None = None,
     ) -> None:
         self.api_version = api_version
         self.units = units
@@ -111,6 +119,10 @@ class Recorder:
         # (unit, port) -> codes the next PortStatus/PortStatusEX calls answer, in order.
         self.injected: dict[tuple[str, str], list[int]] = defaultdict(list)
         self.calls: Counter[str] = Counter()
+        # Ground truth for loss accounting (bridge/simulators/journal.py): every change of
+        # a port's state ("change") and every answer that showed it ("observe"). A state is
+        # "<portStatus>@<call index>" while recording, so two calls are two states.
+        self.journal = journal if journal is not None else Journal()
         # The most recent requests (operation, parameters), bounded.
         self.requests: deque[tuple[str, dict[str, str]]] = deque(maxlen=HISTORY)
 
@@ -122,7 +134,7 @@ class Recorder:
         if self._check(*key) != 100:
             raise KeyError(f"unit {unit} port {port} does not exist in this simulator")
         if key not in self.ports:
-            self.ports[key] = SimPort(entered=self.clock())
+            self.ports[key] = SimPort(entered=self.clock(), subject=f"{key[0]}/{key[1]}")
         return self.ports[key]
 
     def start(self, unit: str | int, port: str | int) -> int:
@@ -196,11 +208,14 @@ class Recorder:
         return 100
 
     def _set(self, p: SimPort, state: str) -> None:
+        before = _truth(p)
         if state != p.state:
             p.state = state
             p.entered = self.clock()
         if state == NOT_RECORDING:
             p.on_hold, p.held_call = False, None
+        if _truth(p) != before:
+            self.journal.add("change", subject=p.subject, state=_truth(p))
 
     def _allocate(self, table: dict[str, int], key: str) -> int:
         if key not in table:
@@ -268,6 +283,7 @@ class Recorder:
         if code != 100:
             return code, []
         p = self.port(unit, port)
+        self.journal.add("observe", subject=f"{unit}/{port}", state=_truth(p), via=op)
         extra = [("portStatus", p.state)]
         if op == "PortStatusEX":
             extra.append(("stateDuration", str(self._duration(p))))
