@@ -365,6 +365,10 @@ class EncoreSource(ComponentBase):
             lookup, url_fields = await self.urls.lookup(ctx.log, target)
         result = tracker.plan(memory, obs, lookup, static=self.duration_static, rules=self.rules)
         state_update: dict[str, str | None] = {}
+        if result.static_cleared:
+            self.store.static = False
+            state_update[STATIC_KEY] = None
+            ctx.log.info("encore_state_duration_counts", effect="stateDuration dates changes again")
         if result.static_detected:
             self.store.static = True
             state_update[STATIC_KEY] = "1"

@@ -150,6 +150,7 @@ class Plan:
     steps: list[Step]
     memory: PortMemory
     static_detected: bool = False  # stateDuration stood still: the server's durations date nothing
+    static_cleared: bool = False  # a server thought static counts after all (trust it from now on)
 
 
 def trusted_duration(obs: Observation, static: bool) -> float | None:
@@ -170,6 +171,8 @@ def reentered(memory: PortMemory | None, obs: Observation, static: bool, rules: 
         return False
     if obs.state not in ACTIVE:  # NOT RECORDING: "this parameter is 0", it dates nothing
         return False
+    if memory.duration is not None and obs.duration == memory.duration:
+        return False  # a duration that did not move says nothing (a fixed one is detected apart)
     return younger_by(memory, obs, duration) > rules.tolerance
 
 
@@ -185,6 +188,11 @@ def needs_url(memory: PortMemory | None, obs: Observation, static: bool, rules: 
     return reentered(memory, obs, static, rules)
 
 
+# stateDuration counts whole seconds: the same value is legitimately reported for up to
+# a second (plus the latency of two answers), so "it stood still" needs more than that.
+RESOLUTION = 1.0
+
+
 def static_duration(memory: PortMemory | None, obs: Observation, rules: Rules) -> bool:
     """A stateDuration that stays the same while time passes (the vendor's test service,
     Appendix A, always answers 20) cannot date anything."""
@@ -194,7 +202,18 @@ def static_duration(memory: PortMemory | None, obs: Observation, rules: Rules) -
         and obs.duration > 0
         and memory.state == obs.state
         and memory.duration == obs.duration
-        and obs.mono - memory.duration_seen >= rules.tolerance
+        and obs.mono - memory.duration_seen > rules.tolerance + RESOLUTION
+    )
+
+
+def growing_duration(memory: PortMemory | None, obs: Observation) -> bool:
+    """The same state with a larger stateDuration: the server's durations do count."""
+    return (
+        memory is not None
+        and memory.state == obs.state
+        and obs.duration is not None
+        and memory.duration is not None
+        and obs.duration > memory.duration
     )
 
 
@@ -213,6 +232,7 @@ def plan(
 ) -> Plan:
     """The events ``obs`` reveals after ``memory``, and what to remember next."""
     detected = not static and static_duration(memory, obs, rules)
+    cleared = static and growing_duration(memory, obs)
     static = static or detected
     duration = trusted_duration(obs, static)
     entered, source = (
@@ -234,7 +254,7 @@ def plan(
         new.held_url = _held_url(memory, obs.state, steps)
         new.url_asked = lookup.status != URL_NOT_ASKED
         _remember_duration(new, obs)
-        return Plan(steps, new, detected)
+        return Plan(steps, new, detected, cleared)
     kept = replace(memory, seen=max(memory.seen, obs.seen))
     if kept.entered_mono is None:  # first look after a restart: anchor it
         kept.entered_mono = entered_mono
@@ -243,7 +263,7 @@ def plan(
         if url is not None and kept.url is None:
             kept.url = url
     _remember_duration(kept, obs)
-    return Plan([], kept, detected)
+    return Plan([], kept, detected, cleared)
 
 
 def _current_url(memory: PortMemory | None, state: str, url: str | None, steps: list[Step]) -> str | None:

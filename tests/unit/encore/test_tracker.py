@@ -269,12 +269,32 @@ def test_fixed_duration_servers_are_detected_and_then_dated_by_observation() -> 
     assert not first.static_detected
     second = plan(first.memory, obs(RECORD, 20, T + 2), rules=RULES)
     assert not second.static_detected and second.steps == []
-    third = plan(second.memory, obs(RECORD, 20, T + 4), rules=RULES)  # 3 s later, still "20"
-    assert third.static_detected and third.steps == []
+    third = plan(second.memory, obs(RECORD, 20, T + 4), rules=RULES)  # whole seconds: 3 s is not proof
+    assert not third.static_detected
+    fourth = plan(third.memory, obs(RECORD, 20, T + 5.5), rules=RULES)  # 4.5 s later, still "20"
+    assert fourth.static_detected and fourth.steps == []
     # From then on stateDuration dates nothing and reveals nothing.
-    paused = plan(third.memory, obs(PAUSE, 20, T + 5), ok(A), static=True, rules=RULES).steps
+    paused = plan(fourth.memory, obs(PAUSE, 20, T + 6), ok(A), static=True, rules=RULES).steps
     assert kinds(paused) == [("recording.paused", RECORD, PAUSE, False)]
-    assert paused[0].at == T + 5 and paused[0].time_source == "received"
+    assert paused[0].at == T + 6 and paused[0].time_source == "received"
+
+
+def test_a_whole_second_duration_that_repeats_for_a_second_is_not_a_fixed_duration() -> None:
+    """stateDuration 1 answered for just under a second, then 2: a counting server."""
+    rules = Rules(tolerance=1.0)
+    memory = plan(None, obs(RECORD, 1, T), ok(A), rules=rules).memory
+    for at in (T + 0.3, T + 0.6, T + 0.95):
+        result = plan(memory, obs(RECORD, 1, at), rules=rules)
+        assert not result.static_detected
+        memory = result.memory
+    assert not plan(memory, obs(RECORD, 2, T + 1.0), rules=rules).static_detected
+
+
+def test_a_server_thought_fixed_that_counts_after_all_is_trusted_again() -> None:
+    memory = seen(RECORD, T - 20, T, url=A)
+    result = plan(memory, obs(RECORD, 25, T + 5), static=True, rules=RULES)
+    assert result.static_cleared and result.steps == []
+    assert not plan(memory, obs(RECORD, 20, T + 5), static=True, rules=RULES).static_cleared
 
 
 def test_after_a_restart_a_fixed_duration_server_re_announces_nothing() -> None:
@@ -345,3 +365,10 @@ def test_last_seen_is_when_the_request_was_sent_not_when_the_answer_came() -> No
     assert stopped.at == T + 3  # stateDuration 0 in NOT RECORDING: dated on arrival
     again = plan(first.memory, Observation(RECORD, 0.5, T + 3, T + 3, asked=T + 2), ok(B), rules=RULES).steps
     assert again[0].type == "recording.stopped" and again[0].at == T  # the earliest it can have happened
+
+
+def test_a_duration_that_did_not_move_is_no_evidence_of_a_re_entry() -> None:
+    """First seen on a fixed-duration server before the detection: "20" twice is not "younger"."""
+    first = plan(None, obs(RECORD, 20, T), ok(A), rules=RULES)
+    again = plan(first.memory, obs(RECORD, 20, T + 2.5), rules=RULES)
+    assert again.steps == [] and not again.static_detected
