@@ -126,3 +126,54 @@ def test_states_are_normalized_from_every_documented_wording() -> None:
 )  # fmt: skip
 def test_state_duration_formats(text: str, seconds: float | None) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_describe_shows_the_url_without_its_secrets(tmp_path: Path) -> None:
+    source = build(
+        tmp_path, url="https://svc:pa55word@encore.example/WebAPI/ECAPI.svc?token=abc", extensions=["1"]
+    )
+    assert source.describe() == "https://svc:***@encore.example/WebAPI/ECAPI.svc?token=***"
+    assert "pa55word" not in repr(source.stats())
+
+
+def test_old_names_are_accepted_with_a_warning(tmp_path: Path) -> None:
+    data = {
+        "bridge": {"state_dir": str(tmp_path / "state")},
+        "sources": {
+            "encore": [
+                {
+                    "name": "enc",
+                    "url": "https://encore.example/WebAPI/ECAPI.svc",
+                    "extensions": ["1"],
+                    "max_inflight": 2,
+                    "backoff_base": 0.25,
+                    "retry_max": 5.0,
+                }
+            ]
+        },
+        "sinks": {"log": [{"name": "out", "stdout": True}]},
+    }
+    config = parse(data, tmp_path / "bridge.toml")
+    s = config.sources[0].component.settings
+    assert (s.max_in_flight, s.reconnect_min, s.reconnect_max) == (2, 0.25, 5.0)
+    assert sum("is deprecated" in w for w in config.warnings) == 3
+    assert "pa55word" not in " ".join(config.warnings)
+
+
+def test_verify_tls_off_is_said_by_check_config(tmp_path: Path) -> None:
+    data = {
+        "bridge": {"state_dir": str(tmp_path / "state")},
+        "sources": {
+            "encore": [
+                {
+                    "name": "enc",
+                    "url": "https://e.example/ECAPI.svc",
+                    "ports": [{"unit": 1, "port": 2}],
+                    "verify_tls": False,
+                }
+            ]
+        },
+        "sinks": {"log": [{"name": "out", "stdout": True}]},
+    }
+    config = parse(data, tmp_path / "bridge.toml")
+    assert any("verify_tls" in w and "any certificate" in w for w in config.warnings)
