@@ -282,9 +282,7 @@ class SoapClient:
         self._tokens = max_in_flight
         self._limiter: trio.CapacityLimiter | None = None
         self.requests = 0
-        self._http = httpx.AsyncClient(
-            timeout=timeout, verify=verify, auth=auth, follow_redirects=False, trust_env=False
-        )
+        self._http = httpx.AsyncClient(timeout=timeout, verify=verify, auth=auth, follow_redirects=False)
 
     @property
     def limiter(self) -> trio.CapacityLimiter:
