@@ -7,10 +7,14 @@ simulator's journal says it produced is, at every receiver, exactly one of:
 * **unread**: proven gone in transit. Uptivity has no replay: an event produced while no
   subscriber was connected, or written on a connection past the last byte the bridge's
   kernel acknowledged before the connection died (``tcp_bytes_acked`` in the journal),
-  never reached the bridge. **In transit at a kill**: what reached the bridge's host no
-  earlier than ``window`` seconds before a ``kill -9`` (the test journals the kill time)
-  and was not yet committed: a push vendor without acknowledgements cannot send it
-  again. It is counted apart (``at_kill``) so that it can never hide a gap elsewhere;
+  never reached the bridge;
+* **in transit at a kill** (``at_kill``, counted apart): the tail of what a bridge that
+  was then killed with ``kill -9`` had been sent or shown and had not committed. The proof
+  is order: the bridge commits a connection's (or a subject's) events in the order it read
+  them, so a missing event *after which* nothing from the same connection (subject) in the
+  same bridge lifetime was delivered is that lifetime's uncommitted tail; a missing event
+  followed by a delivered one is a gap, and a gap is **lost**. Bridge lifetimes end at the
+  kill times the test journals; the last one (stopped gracefully) has no tail to excuse;
 * **unobservable**: proven to have existed only between two observations: no poll
   answer, REST answer or hub message the simulator served showed that state;
 * **lost**: anything else. A category without proof is lost.
@@ -69,8 +73,10 @@ class Tally:
         }
 
 
-def _near_kill(t: float, kills: Sequence[float], window: float) -> bool:
-    return any(k - window <= t <= k for k in kills)
+def _lifetime(t: float, kills: Sequence[float]) -> int:
+    """Index of the bridge lifetime ``t`` fell in: the first kill at or after it (a killed
+    lifetime), or ``len(kills)`` for the last, graceful one."""
+    return next((i for i, k in enumerate(kills) if t <= k), len(kills))
 
 
 def uptivity(
@@ -78,10 +84,9 @@ def uptivity(
     delivered: Iterable[tuple[int, str]],
     *,
     kills: Sequence[float] = (),
-    window: float = 0.5,
 ) -> Tally:
     """``delivered``: (EVENTXREF, CloudEvent id) of every copy a receiver accepted;
-    ``kills``: monotonic times of each ``kill -9`` (the test's own journal)."""
+    ``kills``: monotonic times of each ``kill -9``, in order (the test's own journal)."""
     tally = Tally()
     ids: dict[int, set[str]] = defaultdict(set)
     copies: dict[int, int] = defaultdict(int)
@@ -90,9 +95,19 @@ def uptivity(
         copies[n] += 1
     acked: dict[Any, int | None] = {e["conn"]: e.get("acked") for e in journal if e["kind"] == "close"}
     writes: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    last_delivered: dict[Any, int] = {}  # connection -> journal seq of its last delivered write
+    first_write: dict[Any, float] = {}
     for entry in journal:
         if entry["kind"] == "write":
             writes[entry["n"]].append(entry)
+            first_write.setdefault(entry["conn"], entry["t"])
+            if entry["n"] in ids:
+                last_delivered[entry["conn"]] = entry["seq"]
+
+    def tail_of_a_killed_bridge(w: dict[str, Any]) -> bool:
+        killed = _lifetime(first_write[w["conn"]], kills) < len(kills)
+        return killed and w["seq"] > last_delivered.get(w["conn"], -1)
+
     for entry in journal:
         if entry["kind"] != "emit":
             continue
@@ -113,11 +128,72 @@ def uptivity(
         )
         if proven:
             tally.unread += 1
-        elif all(_near_kill(w["t"], kills, window) for w in writes[n]):
+        elif all(tail_of_a_killed_bridge(w) for w in writes[n]):
             tally.at_kill += 1
         else:
             tally.lost.append(n)
     return tally
+
+
+Matcher = Callable[[str | None, dict[str, Any], dict[str, Any]], bool]
+_WEIGHT = {"lost": 2, "unobservable": 1}
+
+
+def _align(
+    wanted: Sequence[tuple[dict[str, Any], str | None, str, str]],
+    events: Sequence[dict[str, Any]],
+    matches: Matcher | None,
+) -> dict[int, int]:
+    """Weighted in-order alignment of changes with events: change index -> event index."""
+    n, m = len(wanted), len(events)
+
+    def fits(i: int, j: int) -> bool:
+        change, previous, kind, _ = wanted[i]
+        return events[j]["type"] == kind and (matches is None or matches(previous, change, events[j]))
+
+    score = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        row, below = score[i], score[i + 1]
+        weight = _WEIGHT[wanted[i][3]]
+        for j in range(m - 1, -1, -1):
+            best = max(below[j], row[j + 1])
+            if fits(i, j):
+                best = max(best, weight + below[j + 1])
+            row[j] = best
+    out: dict[int, int] = {}
+    i = j = 0
+    while i < n and j < m:
+        if fits(i, j) and score[i][j] == _WEIGHT[wanted[i][3]] + score[i + 1][j + 1]:
+            out[i] = j
+            i, j = i + 1, j + 1
+        elif score[i][j] == score[i + 1][j]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _in_a_killed_tail(
+    index: int,
+    shown_at: Sequence[Sequence[float]],
+    matched: dict[int, int],
+    events: Sequence[dict[str, Any]],
+    kills: Sequence[float],
+) -> bool:
+    """Change ``index`` was shown only to bridges that were then killed, each time after
+    the last change of its subject that bridge is proven to have committed (delivered
+    before it was killed): its uncommitted tail."""
+    for t in shown_at[index]:
+        life = _lifetime(t, kills)
+        if life == len(kills):
+            return False
+        for other, j in matched.items():
+            delivered_by_it = "t" in events[j] and events[j]["t"] <= kills[life]
+            if delivered_by_it and any(
+                later > t and _lifetime(later, kills) == life for later in shown_at[other]
+            ):
+                return False
+    return True
 
 
 def states(
@@ -126,7 +202,7 @@ def states(
     expected_type: Callable[[str | None, str], str | None],
     *,
     kills: Sequence[float] = (),
-    window: float = 0.5,
+    matches: Matcher | None = None,
 ) -> Tally:
     """Accounting for vendors whose state the bridge observes (polls, REST, hub messages).
 
@@ -135,10 +211,14 @@ def states(
     that announces a change from ``previous`` to ``new`` (None: no event expected, e.g. a
     change the bridge is not meant to report).
 
-    A change is matched to the next unmatched delivered event of its subject with the
-    expected type (in order). A change with no match is unobservable when no observation
-    of its state fell between it and the next change of the same subject, or when the last
-    observation before it already showed that state (A, unseen B, A); else it is lost.
+    Changes are aligned with the delivered events of their subject in order (the longest
+    common subsequence of expected and delivered types, preferring changes the bridge was
+    shown, so a change nobody could see never takes the event of a later one); ``matches``
+    (previous state, change, event) may require more than the type, such as the same
+    recording. A change with no match is unobservable unless an observation showed its
+    state while it held and the observation before that showed the state it left (the
+    bridge was shown exactly this step); else it is lost (or in transit at a kill, when it
+    was shown only just before one).
     """
     tally = Tally()
     by_subject: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -151,55 +231,70 @@ def states(
         by_subject[str(event.get("subject"))].append(event)
 
     changes: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    # subject -> (journal seq, state, shown just before a kill)
-    observed: dict[str, list[tuple[int, str, bool]]] = defaultdict(list)
+    # subject -> (journal seq, state, time)
+    observed: dict[str, list[tuple[int, str, float]]] = defaultdict(list)
+    connected: dict[Any, float] = {}  # hub client -> when it connected
     for entry in journal:
         if entry["kind"] == "change":
             changes[str(entry["subject"])].append(entry)
+        elif entry["kind"] == "connect":
+            connected[entry["client"]] = entry["t"]
         elif entry["kind"] == "observe":
-            weak = _near_kill(entry["t"], kills, window)
-            observed[str(entry["subject"])].append((entry["seq"], entry["state"], weak))
+            t = entry["t"]
+            # A message written to a connection belongs to the bridge that opened it, even
+            # when the write lands after that bridge was killed.
+            opened = connected.get(entry.get("client"), t)
+            if _lifetime(opened, kills) < _lifetime(t, kills):
+                t = kills[_lifetime(opened, kills)]
+            observed[str(entry["subject"])].append((entry["seq"], entry["state"], t))
 
     for subject, history in changes.items():
         events = by_subject.get(subject, [])
-        used = [False] * len(events)
-        cursor = 0
+        # What each change would be if nothing announced it, from the observations alone.
+        wanted: list[tuple[dict[str, Any], str | None, str, str]] = []  # change, prev, type, category
+        shown_at: list[list[float]] = []  # per wanted change: when its state was shown
         previous: str | None = None
         for i, change in enumerate(history):
-            wanted = expected_type(previous, change["state"])
+            kind = expected_type(previous, change["state"])
+            if kind is not None:
+                # Observable: the bridge was shown the new state while it held, and the last
+                # thing it was shown before was the state this change left (it saw exactly
+                # this step; A, unseen B, A, or A, unseen B, C, shows it something else).
+                until = history[i + 1]["seq"] if i + 1 < len(history) else float("inf")
+                shown = [
+                    t
+                    for seq, state, t in observed[subject]
+                    if change["seq"] <= seq < until and state == change["state"]
+                ]
+                before = [state for seq, state, _ in observed[subject] if seq < change["seq"]]
+                saw_step = before[-1] == previous if before else previous is None
+                category = "lost" if shown and saw_step else "unobservable"
+                wanted.append((change, previous, kind, category))
+                shown_at.append(shown)
             previous = change["state"]
-            if wanted is None:
-                continue
+        matched = _align(wanted, events, matches)
+
+        for index, (change, _previous, kind, category) in enumerate(wanted):
             tally.sent += 1
-            match = next(
-                (j for j in range(cursor, len(events)) if not used[j] and events[j]["type"] == wanted), None
-            )
-            if match is not None:
-                used[match] = True
-                cursor = match + 1
+            if index in matched:
                 tally.delivered += 1
-                continue
-            # Observable: the bridge was shown the new state while it held, and the last
-            # thing it was shown before the change was something else (A, unseen B, A
-            # again shows the bridge nothing).
-            until = history[i + 1]["seq"] if i + 1 < len(history) else float("inf")
-            shown = [
-                weak
-                for seq, state, weak in observed[subject]
-                if change["seq"] <= seq < until and state == change["state"]
-            ]
-            before = [state for seq, state, _ in observed[subject] if seq < change["seq"]]
-            if not shown or (before and before[-1] == change["state"]):
+            elif category == "unobservable":
                 tally.unobservable += 1
-            elif all(shown):
-                tally.at_kill += 1  # shown only just before a kill -9
+            elif _in_a_killed_tail(index, shown_at, matched, events, kills) or (
+                # The step into this state was shown across a kill: the bridge that saw the
+                # state it left was killed before committing it, so its successor saw none.
+                index > 0
+                and index - 1 not in matched
+                and shown_at[index - 1]
+                and _lifetime(max(shown_at[index - 1]), kills) < _lifetime(min(shown_at[index]), kills)
+            ):
+                tally.at_kill += 1
             else:
-                tally.lost.append((subject, change["n"], wanted))
+                tally.lost.append((subject, change.get("n", change["seq"]), kind))
         # A second event for a change that was already matched (a repeat with a new id),
         # or an event that matches no change: both are claims the journal does not back.
-        for j, event in enumerate(events):
-            if not used[j]:
-                tally.unexplained.append(event)
+        used = set(matched.values())
+        tally.unexplained.extend(e for j, e in enumerate(events) if j not in used)
     for subject, events in by_subject.items():
         if subject not in changes:
             tally.unexplained.extend(events)

@@ -17,6 +17,7 @@ from typing import Any
 import trio
 
 from bridge.simulators.anywherenow.state import RS, RequestRecord, _Client, _push
+from bridge.simulators.journal import Journal
 
 
 class HubSide:
@@ -39,6 +40,8 @@ class HubSide:
 
     def shown(self, client_id: str, text: str) -> None:
         raise NotImplementedError
+
+    journal: Journal
 
     def _authorized(self, record: RequestRecord) -> bool:
         raise NotImplementedError
@@ -97,6 +100,7 @@ class HubSide:
         outgoing, incoming = trio.open_memory_channel[tuple[str, Any]](10_000)
         client = _Client(ident or uuid.uuid4().hex, outgoing)
         self._clients[client.id] = client
+        self.journal.add("connect", client=client.id)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, client, incoming, send, nursery.cancel_scope)

@@ -49,10 +49,12 @@ from bridge.sources.uptivity.stream import (
 
 READ_SIZE = 65536
 # After a status answer, what the proxy already sent is read before comparing: until the
-# stream has been quiet this long, at most this long in all, at most this many bytes.
-DRAIN_QUIET_SECONDS = 0.05
-DRAIN_MAX_SECONDS = 1.0
-DRAIN_MAX_BYTES = 8 * 1024 * 1024
+# stream has been quiet this long, at most this long in all, at most this many bytes. Live
+# events wait uncommitted meanwhile (a kill -9 then takes them, and the proxy has no
+# replay), so the drain is kept short: on a busy stream it is never quiet.
+DRAIN_QUIET_SECONDS = 0.01
+DRAIN_MAX_SECONDS = 0.05
+DRAIN_MAX_BYTES = 1024 * 1024
 
 
 class SessionEnd(EndpointError):

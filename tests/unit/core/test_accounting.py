@@ -53,8 +53,8 @@ def expected(previous: str | None, new: str) -> str | None:
     return TYPES.get((previous, new))
 
 
-def ev(i: str, subject: str, type_: str) -> dict[str, Any]:
-    return {"id": i, "subject": subject, "type": type_}
+def ev(i: str, subject: str, type_: str, t: float = 0.0) -> dict[str, Any]:
+    return {"id": i, "subject": subject, "type": type_, "t": t}
 
 
 def test_states_unobservable_needs_no_observation_in_between() -> None:
@@ -105,30 +105,54 @@ def test_states_repeat_with_a_new_id_is_unexplained_not_excused() -> None:
     assert [e["id"] for e in tally.unexplained] == ["x"]
 
 
-def test_in_transit_at_a_kill_needs_the_kill_time_and_is_counted_apart() -> None:
+def test_in_transit_at_a_kill_is_the_tail_of_a_killed_bridge_and_a_gap_is_lost() -> None:
     j = journal(
         ("emit", {"n": 1}),
         ("write", {"conn": 1, "n": 1, "end": 10}),  # t = 1.0
         ("emit", {"n": 2}),
         ("write", {"conn": 1, "n": 2, "end": 20}),  # t = 3.0
-        ("close", {"conn": 1, "acked": 20}),
+        ("close", {"conn": 1, "acked": 20}),  # t = 4.0
     )
-    assert uptivity(j, [], kills=[3.2], window=0.5).lost == [1]  # 1 was written 2.2 s before
-    tally = uptivity(j, [(1, "a")], kills=[3.2], window=0.5)
-    assert (tally.at_kill, tally.lost) == (1, [])
-    assert uptivity(j, [(1, "a")]).lost == [2]  # without a kill, no excuse
+    tally = uptivity(j, [(1, "a")], kills=[3.5])
+    assert (tally.at_kill, tally.lost) == (1, [])  # 2 was the killed bridge's tail
+    assert uptivity(j, [(2, "b")], kills=[3.5]).lost == [1]  # 1 is a gap: 2 came after it
+    assert uptivity(j, [(1, "a")]).lost == [2]  # no kill, no tail to excuse
 
 
-def test_states_observation_just_before_a_kill_is_in_transit() -> None:
+def test_states_a_change_shown_to_a_killed_bridge_is_its_tail_unless_a_later_one_arrived() -> None:
     j = journal(
         ("change", {"subject": "c", "state": "RECORD", "n": 1}),
         ("observe", {"subject": "c", "state": "RECORD"}),  # t = 1.0
         ("change", {"subject": "c", "state": "PAUSE", "n": 2}),
-        ("observe", {"subject": "c", "state": "PAUSE"}),  # t = 3.0, just before the kill
+        ("observe", {"subject": "c", "state": "PAUSE"}),  # t = 3.0
         ("change", {"subject": "c", "state": "RECORD", "n": 3}),
         ("observe", {"subject": "c", "state": "RECORD"}),  # t = 5.0
     )
-    got = [ev("a", "c", "recording.started")]
-    tally = states(j, got, expected, kills=[3.1], window=0.5)
-    assert tally.at_kill == 1  # the pause, shown only just before the kill
-    assert tally.lost == [("c", 3, "recording.resumed")]  # the resume was shown long after
+    tail = states(j, [ev("a", "c", "recording.started")], expected, kills=[3.5])
+    # The pause was the killed bridge's tail; its successor never saw the step to RECORD.
+    assert (tail.at_kill, tail.lost) == (2, [])
+    gap = states(
+        j, [ev("a", "c", "recording.started"), ev("c", "c", "recording.resumed")], expected, kills=[5.5]
+    )
+    assert gap.lost == [("c", 2, "recording.paused")]  # the resume, shown later, was delivered
+
+
+def test_a_change_nobody_saw_never_takes_the_event_of_a_later_one() -> None:
+    j = journal(
+        ("change", {"subject": "c", "state": "RECORD", "n": 1}),
+        ("observe", {"subject": "c", "state": "RECORD"}),
+        ("change", {"subject": "c", "state": "PAUSE", "n": 2}),  # unseen
+        ("change", {"subject": "c", "state": "RECORD", "n": 3}),  # unseen (A, B, A)
+        ("observe", {"subject": "c", "state": "RECORD"}),
+        ("change", {"subject": "c", "state": "PAUSE", "n": 4}),
+        ("observe", {"subject": "c", "state": "PAUSE"}),
+        ("change", {"subject": "c", "state": "RECORD", "n": 5}),
+        ("observe", {"subject": "c", "state": "RECORD"}),
+    )
+    got = [
+        ev("a", "c", "recording.started"),
+        ev("b", "c", "recording.paused"),
+        ev("d", "c", "recording.resumed"),
+    ]
+    tally = states(j, got, expected)
+    assert (tally.delivered, tally.unobservable, tally.lost, tally.unexplained) == (3, 2, [], [])

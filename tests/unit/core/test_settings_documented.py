@@ -85,7 +85,7 @@ def test_every_key_is_documented_with_its_default(section: str, cls: type[Any]) 
             continue  # an array of sub-tables, documented as [[section.key]]
         if key not in docs:
             problems.append(f"[{section}] {key} is not in any config/*.toml")
-        elif default in ((), {}, "") or isinstance(default, bool) and key in EITHER_OR:
+        elif default in ((), {}, "") or (isinstance(default, bool) and key in EITHER_OR):
             continue  # an empty default: any example value documents the key
         elif default is not MISSING and default is not None and not any(_same(default, v) for v in docs[key]):
             problems.append(f"[{section}] {key}: default is {default!r}, examples show {docs[key]!r}")
