@@ -3,7 +3,7 @@ lxml parser, envelope and fault handling) and ``EncoreSource.handle_response`` (
 states, stateDuration, events) into a real SQLite outbox.
 
 Properties: parsing raises only SoapError subclasses; handling raises only the source's
-retryable ``Transient`` (or ``Raced``: GetURL saw the port leave RECORD/PAUSE); committed CloudEvents are strict JSON with a known type; DTDs
+retryable ``Transient``; committed CloudEvents are strict JSON with a known type; DTDs
 and entities are refused without ever being expanded or resolved.
 """
 
@@ -22,7 +22,7 @@ from bridge.sources.encore import EncoreSettings, EncoreSource, PortSettings
 from bridge.sources.encore.resolver import Target
 from bridge.sources.encore.soap import SOAP11_NS, SoapError, SoapParseError, SoapResponse, parse_response
 from bridge.sources.encore.source import Seen
-from bridge.sources.encore.urls import Raced, Transient
+from bridge.sources.encore.urls import Transient
 from tests.fuzzing import FUZZ, OutboxProbe, RecordingLog
 
 DATACONTRACT_NS = "http://schemas.datacontract.org/2004/07/ECAPI"  # what WCF writes (a: prefix)
@@ -149,7 +149,7 @@ async def _handle(answers: list[tuple[bytes, int]]) -> tuple[list[dict], int]:
         observed = Seen(time.time() + step, time.monotonic() + step)
         try:
             await source.handle_response(ctx, target, "PortStatusEX", response, observed)
-        except (Transient, Raced):
+        except Transient:
             failures += 1
     return emitter.events, failures
 

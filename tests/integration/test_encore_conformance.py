@@ -16,7 +16,7 @@ from bridge.sources.encore import EncoreSource
 from bridge.sources.encore.resolver import Target
 from bridge.sources.encore.soap import SoapClient, SoapFault, parse_response
 from bridge.sources.encore.source import Seen
-from bridge.sources.encore.urls import Raced, Transient
+from bridge.sources.encore.urls import Transient
 from tests.helpers import MemoryEmitter
 from tests.test_encore_source import RecordingLog, settings_for, wait_for
 
@@ -199,8 +199,6 @@ async def test_every_appendix_d_code(tmp_path: Path, code: int, message: str) ->
     except Transient as exc:
         assert outcome == "backoff" and str(code) in str(exc)
         return
-    except Raced:
-        raise AssertionError("only GetURL's 608 is a race") from None
     if outcome == "state":
         assert emitter.types() == ["recording.started"]
         assert emitter.events[0].data["raw"]["responseMessage"] == message
@@ -278,19 +276,28 @@ async def test_a_70_server_is_detected_from_its_fault_and_polled_with_portstatus
     assert fixture("requests/PortStatus.xml") in [body for _, body in server.requests]
 
 
-async def test_geturl_608_means_the_port_moved_on_and_is_asked_again(
+async def test_geturl_608_means_the_port_moved_on_and_what_was_seen_is_still_announced(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
+    """608 to GetURL: the port left RECORD/PAUSE between the two requests. PortStatus's
+    RECORD was true when it was answered, so its step is announced, without a link."""
     server = FixtureServer(
         {
-            "PortStatusEX": [(200, fixture("answers/PortStatusEX-record.xml"))],
-            "GetURL": [(200, fixture("answers/GetURL-608.xml")), (200, fixture("answers/GetURL-ok.xml"))],
+            "PortStatusEX": [
+                (200, fixture("answers/PortStatusEX-not-recording.xml")),  # the version probe
+                (200, fixture("answers/PortStatusEX-not-recording.xml")),
+                (200, fixture("answers/PortStatusEX-record.xml")),
+                (200, fixture("answers/PortStatusEX-not-recording.xml")),
+            ],
+            "GetURL": [(200, fixture("answers/GetURL-608.xml"))],
         }
     )
     port = await nursery.start(server.serve)
     emitter = MemoryEmitter()
     source = EncoreSource(settings_for(port, ports=[("1", "7")]))
     await nursery.start(source.run, SourceContext(emitter, Quarantine(tmp_path / "q"), {}, RecordingLog()))
-    await wait_for(lambda: emitter.events)
-    (started,) = emitter.events  # nothing committed on the race; the next poll had the URL
-    assert started.data["recording_url"] == EXAMPLE_URL
+    await wait_for(lambda: len(emitter.events) >= 2)
+    started, stopped = emitter.events
+    assert (started.type, stopped.type) == ("recording.started", "recording.stopped")
+    assert started.data["recording_url"] is None and started.data["url_lookup"] == "failed"
+    assert started.data["raw"]["GetURL"]["responseCode"] == "608"  # the answer as sent

@@ -37,7 +37,7 @@ from bridge.sources.encore.settings import EncoreSettings
 from bridge.sources.encore.soap import SoapClient, SoapError, SoapFault, SoapParseError, SoapResponse
 from bridge.sources.encore.states import MISCONFIGURED, SUCCESS, TRANSIENT, normalize_state, parse_duration
 from bridge.sources.encore.tracker import Observation, PortMemory, Rules
-from bridge.sources.encore.urls import Raced, RecordingUrls, Transient
+from bridge.sources.encore.urls import RecordingUrls, Transient
 from bridge.tls import client_context
 
 
@@ -247,8 +247,6 @@ class EncoreSource(ComponentBase):
         ctx = self._ctx
         try:
             await self.poll_one(ctx, target)
-        except Raced:
-            pass  # asked again in the next sweep
         except Transient as exc:
             delay = self._backoff.next()
             self._resume_at = trio.current_time() + delay

@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-from bridge.errors import BridgeError, EndpointError
+from bridge.errors import EndpointError
 from bridge.sources.encore import tracker
 from bridge.sources.encore.resolver import Target
 from bridge.sources.encore.soap import SoapError, SoapFault, SoapParseError, SoapResponse, server_key
@@ -24,10 +24,6 @@ from bridge.sources.encore.tracker import UrlLookup
 
 class Transient(EndpointError):
     """A retryable failure: back off the whole endpoint, commit nothing for this poll."""
-
-
-class Raced(BridgeError):
-    """GetURL says the port left RECORD/PAUSE since PortStatus: ask again next sweep."""
 
 
 # Servers known to have no URL player, per trio run: one warning per server, not per source.
@@ -74,7 +70,9 @@ class RecordingUrls:
         if code == URL_PLAYER_MISSING:
             return self.disable(log, f"{code} {resp.message}"), fields
         if code == NOT_RECORDING_CODE:
-            raise Raced()
+            # The port left RECORD/PAUSE between PortStatus and GetURL: what PortStatus showed
+            # is still true and is announced (dropping it could lose that step); no link.
+            return UrlLookup(None, tracker.URL_FAILED), fields
         if code in TRANSIENT or code is None:
             raise Transient(f"GetURL for {target.subject}: {code} {resp.message}")
         if code not in self._warned:
