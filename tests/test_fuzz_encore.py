@@ -20,7 +20,14 @@ from hypothesis import strategies as st
 from bridge.components import SourceContext
 from bridge.sources.encore import EncoreSettings, EncoreSource, PortSettings
 from bridge.sources.encore.resolver import Target
-from bridge.sources.encore.soap import SOAP11_NS, SoapError, SoapParseError, SoapResponse, parse_response
+from bridge.sources.encore.soap import (
+    SOAP11_NS,
+    SoapError,
+    SoapHttpError,
+    SoapParseError,
+    SoapResponse,
+    parse_response,
+)
 from bridge.sources.encore.source import Seen
 from bridge.sources.encore.urls import Transient
 from tests.fuzzing import FUZZ, OutboxProbe, RecordingLog
@@ -169,13 +176,18 @@ def test_any_answer_is_handled_or_refused_never_crashes(answers: list[tuple[byte
 
 
 @FUZZ
-@given(st.binary(max_size=1500), st.integers(100, 599))
+@given(st.binary(max_size=1500).filter(lambda b: b"<" not in b), st.integers(100, 599))
 def test_arbitrary_bytes_are_a_soap_error(raw: bytes, status: int) -> None:
+    """Bytes without a single ``<`` are no XML at all: always refused, and the error says
+    which: an HTTP error status wins over the body, else the body is not XML."""
     try:
-        response = parse_response("PortStatusEX", raw, status)
-    except SoapError:
-        return
-    assert status < 300 and isinstance(response.fields, dict)
+        parse_response("PortStatusEX", raw, status)
+    except SoapHttpError as exc:
+        assert status >= 300 and exc.status == status
+    except SoapParseError as exc:
+        assert status < 300 and exc.raw == raw
+    else:
+        raise AssertionError("bytes without markup were accepted as a SOAP answer")
 
 
 @FUZZ
