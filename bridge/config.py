@@ -278,9 +278,13 @@ class OutboxSettings:
     max_pending_age: float = setting(
         14 * 86400.0, min=0.0, doc="dead-letter a delivery still pending this long (s; 0: never)"
     )
-    dead_retention: float = setting(30 * 86400.0, min=0.0, doc="delete dead letters this long after (s; 0: never)")
+    dead_retention: float = setting(
+        30 * 86400.0, min=0.0, doc="delete dead letters this long after (s; 0: never)"
+    )
     max_bytes: int = setting(
-        10_000_000_000, min=0, doc="outbox size limit (bytes of database in use); when full, stop reading sources (0: none)"
+        10_000_000_000,
+        min=0,
+        doc="outbox size limit (bytes of database in use); when full, stop reading sources (0: none)",
     )
 
 
@@ -347,13 +351,8 @@ def _components(root: Table, group: str) -> list[Configured]:
         for table in section.tables(kind):
             # What a reload compares to decide whether this component changed.
             fingerprint = json.dumps([kind, table.data], sort_keys=True, default=str)
-            if registration.settings is registry.LegacyTable:
-                values: Any = None
-                component = registration.build(table)
-                table.check_unknown()
-            else:
-                values = load_settings(registration.settings, table)
-                component = registration.build(values)
+            values = load_settings(registration.settings, table)
+            component = registration.build(values)
             name = component.name
             if name in seen:
                 raise table.error("name", f"{name!r} is used twice in [{group}]; names must be unique")

@@ -44,20 +44,11 @@ class UnknownKind(LookupError):
         super().__init__(f"there is no {group} kind called {kind!r}; known kinds: {', '.join(known)}")
 
 
-class LegacyTable:
-    """Transitional: a kind whose module still has ``from_config(table)`` and no KIND."""
-
-
 def _kind(table: dict[str, Entry], group: str, kind: str) -> Any:
     entry = table.get(kind)
     if entry is None:
         raise UnknownKind(group, kind, sorted(table))
-    module = importlib.import_module(entry.module)
-    found = getattr(module, "KIND", None)
-    if found is None:
-        cls = SourceKind if group == "source" else SinkKind
-        found = cls(kind, LegacyTable, module.from_config)
-    return found
+    return importlib.import_module(entry.module).KIND
 
 
 def source_kind(kind: str) -> SourceKind[Any]:

@@ -1,5 +1,6 @@
-"""Sinks: one module per kind.
+"""Sinks: one package per kind, written against :mod:`bridge.components`.
 
-A sink module ``bridge.sinks.<kind>`` exposes ``from_config(table) -> Sink``; the kind
-is the TOML table name (``[[sinks.<kind>]]``). See :mod:`bridge.sinks.base`.
+A sink package ``bridge.sinks.<kind>`` exposes ``KIND`` (a ``SinkKind``: its settings
+class and factory) and is named by one line in :mod:`bridge.registry`; the TOML table
+``[[sinks.<kind>]]`` is that registry key. See ``docs/architecture.md``.
 """

@@ -1,5 +1,6 @@
-"""Sources: one module per vendor.
+"""Sources: one package per kind, written against :mod:`bridge.components`.
 
-A source module ``bridge.sources.<kind>`` exposes ``from_config(table) -> Source``;
-the kind is the TOML table name (``[[sources.<kind>]]``). See :mod:`bridge.sources.base`.
+A source package ``bridge.sources.<kind>`` exposes ``KIND`` (a ``SourceKind``: its settings
+class and factory) and is named by one line in :mod:`bridge.registry`; the TOML table
+``[[sources.<kind>]]`` is that registry key. See ``docs/architecture.md``.
 """
