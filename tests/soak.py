@@ -9,9 +9,13 @@ first third only, so the last two thirds run one bridge process whose memory can
 judged: RSS after a warm-up (a quarter of that stretch, at least 30 s) is compared with
 RSS at the end, and may grow at most ``SOAK_MAX_RSS_GROWTH`` (default 10%).
 
-At the end production stops, the bridge drains, and for each endpoint: every event the
-outbox committed was delivered (lost = 0). Rows go to ``tests.reliability.record``;
-the exit status is 0 only if there was no loss and memory stayed within bounds.
+At the end production stops and the bridge drains. Then, per endpoint and vendor, every
+event each simulator's journal says it produced is accounted for from the journals alone
+(``tests/support/ground_truth.py``): delivered, unread, in transit at a cut or kill (the
+soak journals when it cut a connection or killed the bridge), unobservable, or lost.
+Rows go to ``tests.reliability.record``; the exit status is 0 only if nothing was lost, no
+duplicate carried a new id, no delivered event lacked journal backing, everything the
+outbox committed was delivered, and memory stayed within bounds.
 
 Run it through ``scripts/soak``, or: ``.venv/bin/python -m tests.soak``.
 """
@@ -37,9 +41,11 @@ import trio
 from bridge.asgi import serve_asgi
 from bridge.simulators.anywherenow import AnywhereNowSimulator
 from bridge.simulators.encore import NOT_RECORDING, PAUSE, RECORD, EncoreSimulator
+from bridge.simulators.journal import Journal
 from bridge.simulators.uptivity import UptivitySimulator
 from tests.faults import FaultProxy
 from tests.reliability import record
+from tests.support.ground_truth import account, unbacked_claims
 
 MINUTES = float(os.environ.get("SOAK_MINUTES", "30"))
 RATE = float(os.environ.get("SOAK_RATE", "200"))
@@ -55,17 +61,15 @@ def say(message: str) -> None:
 
 
 class LeanReceiver:
-    """A webhook endpoint that keeps only ids and logical keys (a soak would not fit in
-    memory otherwise); answers 500 while ``failing_until`` lies ahead."""
+    """A webhook endpoint that journals a lean copy of every event it accepted (what loss
+    accounting reads: id, source, subject, type, arrival time and the few data fields that
+    tie an event to the simulator's journal); answers 500 while ``failing_until`` lies
+    ahead."""
 
     def __init__(self) -> None:
+        self.journal: list[dict[str, Any]] = []
         self.ids: set[str] = set()
-        self.keys: dict[tuple[Any, ...], str] = {}
         self.received = 0
-        self.received_by_source: Counter[str] = Counter()
-        self.new_id_for_known_event = 0
-        self.live_repeat_after_reconcile = 0
-        self.reconciled_calls: set[str] = set()
         self.failing_until = 0.0
         self.answered_500 = 0
 
@@ -89,54 +93,27 @@ class LeanReceiver:
             self.answered_500 += 1
         else:
             payload = json.loads(body)
+            now = time.monotonic()
             for event in payload if isinstance(payload, list) else [payload]:
                 self.received += 1
                 self.ids.add(event["id"])
-                key = logical_key(event)
-                self.received_by_source[key[0]] += 1
-                if event["data"].get("reconciled"):
-                    self.reconciled_calls.add(event["subject"])
-                if self.keys.setdefault(key, event["id"]) != event["id"]:
-                    if key[0] == "anw" and (key[1] in self.reconciled_calls or key[2] == "recording.started"):
-                        # Known AnywhereNow issue (reported): a live message that reaches the
-                        # new connection after reconciliation already announced the same
-                        # transition over REST is announced again, with a new id; and a live
-                        # Start for a call remembered as started (its Pause was lost in a
-                        # kill) is announced as a second "recording.started".
-                        self.live_repeat_after_reconcile += 1
-                    else:
-                        self.new_id_for_known_event += 1
-                        say(f"same event, new id: {key} {self.keys[key]} {event['id']}")
+                data = event.get("data") or {}
+                raw = data.get("raw") if isinstance(data.get("raw"), dict) else {}
+                lean = {k: data[k] for k in ("reconciled", "recording_url", "inferred") if k in data}
+                if "EVENTXREF" in raw:
+                    lean["raw"] = {"EVENTXREF": raw["EVENTXREF"]}
+                self.journal.append(
+                    {
+                        "t": now,
+                        "id": event["id"],
+                        "source": event["source"],
+                        "subject": event.get("subject"),
+                        "type": event["type"],
+                        "data": lean,
+                    }
+                )
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
-
-
-def logical_key(event: dict[str, Any]) -> tuple[Any, ...]:
-    """What makes two deliveries the same event, independent of its id."""
-    source = event["source"].rsplit("/", 1)[-1]
-    if source == "up":
-        if event["data"].get("reconciled"):  # recovered by status requests: no EVENTXREF
-            data = event["data"]
-            return (
-                source,
-                "reconciled",
-                event["subject"],
-                event["type"],
-                data.get("call_instance"),
-                event["time"],
-            )
-        return (source, int(event["data"]["raw"]["EVENTXREF"]))
-    if source == "anw":
-        return (source, event["subject"], event["type"])
-    data = event["data"]  # Encore: the GetURL link tells two recordings inferred at one time apart
-    return (
-        source,
-        event["subject"],
-        event["type"],
-        data.get("previousState"),
-        event["time"],
-        data.get("recording_url"),
-    )
 
 
 def config(workdir: Path, up: int, anw: AnywhereNowSimulator, enc: int, hooks: list[int]) -> Path:
@@ -207,9 +184,15 @@ class Soak:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.rng = random.Random(SEED)
-        self.up_sim = UptivitySimulator(rate=RATE * 0.75, numbered=True, devices=200)
-        self.anw_sim = AnywhereNowSimulator(ping_interval=1.0)
-        self.enc_sim = EncoreSimulator()
+        big = 20_000_000  # journal entries kept: a whole soak (accounting refuses a cut journal)
+        self.up_sim = UptivitySimulator(
+            rate=RATE * 0.75, numbered=True, devices=200, journal=Journal(limit=big)
+        )
+        self.anw_sim = AnywhereNowSimulator(ping_interval=1.0, journal=Journal(limit=big))
+        self.enc_sim = EncoreSimulator(journal=Journal(limit=big))
+        # The soak's own journal: when a connection was cut (kill -9, drops, resets). What a
+        # cut connection or killed bridge had not committed is its tail (accounting.py).
+        self.cuts: list[float] = []
         self.receivers = [LeanReceiver(), LeanReceiver()]
         self.faults: Counter[str] = Counter()
         self.anw_changes = 0
@@ -282,6 +265,8 @@ class Soak:
         if allow_kill and not self.faults["kill -9"] and self.faults.total() >= 3:
             kind = "kill -9"  # at least one kill in every run, however short
         self.faults[kind] += 1
+        if kind in ("uptivity drop", "uptivity reset", "anywherenow drop", "kill -9"):
+            self.cuts.append(time.monotonic())
         if kind == "uptivity drop":
             await self.up_sim.drop_connections()
         elif kind == "uptivity reset":
@@ -378,42 +363,42 @@ class Soak:
             ok = ok and growth <= MAX_RSS_GROWTH
         else:
             say("not enough RSS samples after warm-up to judge memory (run longer)")
-        sent = {
-            "up": len(self.up_sim.all_written()),
-            "anw": self.anw_changes,
-            "enc": self.enc_changes,
-        }
         injected = sum(self.faults.values())
+        sims = {"up": ("up", self.up_sim), "anw": ("anw", self.anw_sim), "enc": ("enc", self.enc_sim)}
+        tallies = {}
         for index, receiver in enumerate(self.receivers):
-            missing = Counter(source for eid, source in stored.items() if eid not in receiver.ids)
-            lost = sum(missing.values())
-            for eid in sorted(e for e in stored if e not in receiver.ids)[:20]:
-                say(f"hook{index} never got {eid} ({stored[eid]})")
-            ok = ok and lost == 0 and receiver.new_id_for_known_event == 0
-            by_source: Counter[str] = Counter(k[0] for k in receiver.keys)
-            for source in ("up", "anw", "enc"):
-                delivered = by_source[source]
+            undelivered = [eid for eid in stored if eid not in receiver.ids]
+            for eid in undelivered[:20]:
+                say(f"hook{index} never got committed event {eid} ({stored[eid]})")
+            tallies = account(receiver.journal, **sims, kills=sorted(self.cuts))
+            for source, tally in tallies.items():
+                unbacked = unbacked_claims(tally)
                 record(
                     f"soak: {MINUTES:g} min at {RATE:g} events/s, random faults",
                     f"{source} → hook{index}: {', '.join(f'{k} ×{v}' for k, v in sorted(self.faults.items()))}",
                     injected=injected,
-                    sent=sent[source],
-                    delivered=delivered,
-                    duplicated=receiver.received_by_source[source] - delivered,
-                    lost=missing[source],
-                    unread=max(0, sent[source] - delivered),
+                    **tally.row(),
                     observed=(
-                        f"committed {len(stored)}, delivered {len(receiver.ids)} ids on hook{index} "
-                        f"({receiver.received - len(receiver.ids)} duplicate deliveries, all same id; "
-                        f"{receiver.answered_500} answered 500; {receiver.live_repeat_after_reconcile} AnywhereNow "
-                        "live transitions re-announced after reconcile, known issue); RSS growth after warm-up "
-                        + (f"{growth:+.1%}" if growth is not None else "n/a")
+                        f"{tally.at_kill} in transit at a cut or kill, {tally.unobservable} unobservable "
+                        f"(journals); {len(unbacked)} unbacked claims; {receiver.answered_500} answered 500; "
+                        "RSS growth after warm-up " + (f"{growth:+.1%}" if growth is not None else "n/a")
                     ),
                 )
+                for lost in tally.lost[:10]:
+                    say(f"hook{index} {source}: lost {lost}")
+                for key in tally.new_id_duplicates[:10]:
+                    say(f"hook{index} {source}: delivered again with a new id: {key}")
+                for event in unbacked[:10]:
+                    say(
+                        f"hook{index} {source}: not backed by the journal: {event['type']} {event['subject']} {event['data']}"
+                    )
+                ok = ok and not tally.lost and not tally.new_id_duplicates and not unbacked
+            ok = ok and not undelivered
             say(
-                f"hook{index}: committed={len(stored)} delivered={len(receiver.ids)} lost={lost} "
-                f"duplicate deliveries={receiver.received - len(receiver.ids)} new-id duplicates={receiver.new_id_for_known_event}"
+                f"hook{index}: committed={len(stored)} delivered={len(receiver.ids)} "
+                f"undelivered={len(undelivered)} " + " ".join(f"{k}:{t.row()}" for k, t in tallies.items())
             )
+        sent = {k: t.sent for k, t in tallies.items()}
         say(f"sent: {sent}; faults: {dict(self.faults)}; bridge exit {exit_code}; {'PASS' if ok else 'FAIL'}")
         return ok
 
