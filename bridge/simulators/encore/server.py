@@ -28,6 +28,9 @@ class EncoreSimulator(Recorder):
         self.in_flight = 0
         self.max_concurrency = 0
         self.arrivals: deque[float] = deque(maxlen=HISTORY)  # monotonic arrival times
+        # HTTP connections seen (journaled as "connect"), so an answer written after the
+        # client that asked was killed belongs to that client's lifetime, not the next one.
+        self._connections: dict[str, None] = {}
 
     def dispatch(self, raw: bytes, soap_action: str | None) -> tuple[int, bytes]:
         """(HTTP status, body) for one POSTed request."""
@@ -88,9 +91,25 @@ class EncoreSimulator(Recorder):
         if raw is None:
             return 413, b"request too large", b"text/plain"
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        status, body = self.dispatch(raw, headers.get("soapaction"))
+        self.current_client = self._connection(scope)
+        try:
+            status, body = self.dispatch(raw, headers.get("soapaction"))
+        finally:
+            self.current_client = None
         ctype = b"text/xml; charset=utf-8" if status != 400 else b"text/plain"
         return status, body, ctype
+
+    def _connection(self, scope: dict[str, Any]) -> str | None:
+        client = scope.get("client")
+        if not client:
+            return None
+        key = f"http:{client[0]}:{client[1]}"
+        if key not in self._connections:
+            if len(self._connections) >= HISTORY:
+                self._connections.pop(next(iter(self._connections)))
+            self._connections[key] = None
+            self.journal.add("connect", client=key)
+        return key
 
     async def serve(
         self,

@@ -123,6 +123,7 @@ class Recorder:
         # a port's state ("change") and every answer that showed it ("observe"). A state is
         # "<portStatus>@<call index>" while recording, so two calls are two states.
         self.journal = journal if journal is not None else Journal()
+        self.current_client: str | None = None  # the HTTP connection being answered (server.py)
         # The most recent requests (operation, parameters), bounded.
         self.requests: deque[tuple[str, dict[str, str]]] = deque(maxlen=HISTORY)
 
@@ -283,7 +284,8 @@ class Recorder:
         if code != 100:
             return code, []
         p = self.port(unit, port)
-        self.journal.add("observe", subject=f"{unit}/{port}", state=_truth(p), via=op)
+        who = {"client": self.current_client} if self.current_client else {}
+        self.journal.add("observe", subject=f"{unit}/{port}", state=_truth(p), via=op, **who)
         extra = [("portStatus", p.state)]
         if op == "PortStatusEX":
             extra.append(("stateDuration", str(self._duration(p))))
