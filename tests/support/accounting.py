@@ -196,6 +196,29 @@ def _in_a_killed_tail(
     return True
 
 
+def _across_a_kill(
+    index: int,
+    wanted: Sequence[tuple[dict[str, Any], str | None, str, str]],
+    matched: dict[int, int],
+    observed: Sequence[tuple[int, str, float]],
+    shown_at: Sequence[Sequence[float]],
+    kills: Sequence[float],
+) -> bool:
+    """The step into change ``index`` was shown across a kill: the last thing shown before
+    it went to a bridge that was killed, and nothing from that change on was delivered, so
+    the successor never had the state this change left (it saw no step)."""
+    first = min(shown_at[index])
+    before = [(seq, t) for seq, _state, t in observed if t < first]
+    if not before:
+        return False
+    seq, t = before[-1]
+    if _lifetime(t, kills) >= _lifetime(first, kills):
+        return False
+    holding = [i for i, (change, *_rest) in enumerate(wanted) if change["seq"] <= seq and i < index]
+    start = holding[-1] if holding else 0
+    return all(i not in matched for i in range(start, index))
+
+
 def states(
     journal: Sequence[dict[str, Any]],
     delivered: Iterable[dict[str, Any]],
@@ -280,13 +303,8 @@ def states(
                 tally.delivered += 1
             elif category == "unobservable":
                 tally.unobservable += 1
-            elif _in_a_killed_tail(index, shown_at, matched, events, kills) or (
-                # The step into this state was shown across a kill: the bridge that saw the
-                # state it left was killed before committing it, so its successor saw none.
-                index > 0
-                and index - 1 not in matched
-                and shown_at[index - 1]
-                and _lifetime(max(shown_at[index - 1]), kills) < _lifetime(min(shown_at[index]), kills)
+            elif _in_a_killed_tail(index, shown_at, matched, events, kills) or _across_a_kill(
+                index, wanted, matched, observed[subject], shown_at, kills
             ):
                 tally.at_kill += 1
             else:
