@@ -177,6 +177,8 @@ async def test_client_error_dead_letters_then_dlq_retry_delivers(tmp_path, nurse
     path = config(tmp_path, sim_port, {"hook": (port, "max_response_bytes = 512")})
     async with running_bridge(path) as bridge:
         await wait_for(lambda: bridge.sinks["hook"].health.dead >= 2)
+        # health counts an outcome as it is decided; the outbox has it once the write ends
+        await wait_for(lambda: len(bridge.outbox.sync.deliveries(sink="hook", state=DEAD)) == 2)
         assert len(receiver.requests) == 2  # not retried
         capsys.readouterr()
         assert cli(["dlq", "list", "--config", str(path), "--json"]) == 0

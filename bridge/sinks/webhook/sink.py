@@ -214,7 +214,7 @@ class WebhookSink(ComponentBase):
         if recorded:
             with trio.CancelScope(shield=True):
                 # Deliveries are written by the flusher, many at once; a dead letter or a
-                # retry is on disk before anyone is told (dlq list, logs).
+                # retry is written at once (dlq list shows it as soon as the write ends).
                 if outcome.kind != "ok" or not feed.settle_soon():
                     await feed.flush()
                 await self.controls.after(feed, self.health, rows, outcome)
