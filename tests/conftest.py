@@ -4,8 +4,8 @@ from collections.abc import Generator
 
 import pytest
 
-from tests import reliability
-from tests.helpers import LogCapture, capture_logs
+from tests.support import reliability
+from tests.support.helpers import LogCapture, capture_logs
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

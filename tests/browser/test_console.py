@@ -24,9 +24,9 @@ from bridge import admin, logs
 from bridge.asgi import serve_asgi
 from bridge.config import load
 from bridge.service import Bridge
-from tests.helpers import wait_for
 from tests.integration.operators import free_port, simulator_for, start_simulators, three_vendor_config
-from tests.receivers import Receiver
+from tests.support.helpers import wait_for
+from tests.support.receivers import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "browser-test-admin-token-0123456789"

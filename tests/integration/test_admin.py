@@ -17,7 +17,7 @@ from bridge.admin.cache import ReadOnlyOutbox
 from bridge.config import load
 from bridge.model import Event
 from bridge.service import Bridge
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
 
 TOKEN = "t0ken-for-the-admin-listener-tests"
 
@@ -233,7 +233,7 @@ def test_token_is_a_secret_and_a_public_listener_is_warned_about(tmp_path: Path)
 async def test_console_actions_replay_drop_and_endpoint_toggle(tmp_path: Path, nursery: trio.Nursery) -> None:
     from bridge.asgi import serve_asgi
     from bridge.sinks.webhook import disable as endpoint_state
-    from tests.receivers import Receiver
+    from tests.support.receivers import Receiver
 
     refusing = True
 

@@ -18,9 +18,9 @@ import trio
 
 from bridge.model import Event
 from bridge.simulators.anywherenow import AnywhereNowSimulator
-from tests.helpers import LogCapture, read_jsonl, running_bridge, wait_for, write_config
 from tests.integration.test_anywherenow_security import peak_rss, rss_bytes
-from tests.test_anywherenow_source import UCC, connected, running_source
+from tests.integration.test_anywherenow_source import UCC, connected, running_source
+from tests.support.helpers import LogCapture, read_jsonl, running_bridge, wait_for, write_config
 
 
 async def outage(sim: AnywhereNowSimulator, source: Any) -> None:

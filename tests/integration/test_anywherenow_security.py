@@ -29,9 +29,9 @@ import trio
 
 from bridge.asgi import serve_asgi
 from bridge.simulators.anywherenow import AnywhereNowSimulator
-from tests.helpers import LogCapture, wait_for
-from tests.test_anywherenow_source import UCC, connected, running_source
-from tests.tls import self_signed
+from tests.integration.test_anywherenow_source import UCC, connected, running_source
+from tests.support.helpers import LogCapture, wait_for
+from tests.support.tls import self_signed
 
 MIB = 1024 * 1024
 
@@ -363,7 +363,7 @@ async def test_hub_url_credentials_never_appear_in_readyz_metrics_or_check_confi
     from bridge import logs
     from bridge.config import load
     from bridge.service import Bridge
-    from tests.helpers import write_config
+    from tests.support.helpers import write_config
 
     token = "query-token-8d2f4a"
     sim = AnywhereNowSimulator(require_token=token)

@@ -11,7 +11,7 @@ import trio
 
 from bridge import registry
 from bridge.config import ConfigError, load
-from tests.helpers import running_bridge, wait_for, write_config
+from tests.support.helpers import running_bridge, wait_for, write_config
 
 # From uptivity-api-5.3.txt, "Request Result Schema" and "CALLSTART Event" (trimmed).
 RESULT = (
@@ -69,7 +69,9 @@ def test_unknown_kind_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "known kinds: log, nats, webhook" in proc.stderr
 
 
-async def proxy(port_box: list[int], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def proxy(
+    port_box: list[int], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
     """A minimal Event Proxy from the docs: answer EVENTS with API_OK, then one CALLSTART."""
 
     async def handle(stream: trio.SocketStream) -> None:
@@ -85,7 +87,9 @@ async def proxy(port_box: list[int], *, task_status: trio.TaskStatus[None] = tri
     await trio.serve_listeners(handle, listeners)
 
 
-async def test_a_toy_sink_needs_one_registry_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nursery) -> None:
+async def test_a_toy_sink_needs_one_registry_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nursery
+) -> None:
     monkeypatch.setitem(registry.SINKS, "toy", registry.Entry("tests.support.toy_sink"))
     port: list[int] = []
     await nursery.start(proxy, port)

@@ -17,8 +17,8 @@ from bridge.sources.encore.resolver import Target
 from bridge.sources.encore.soap import SoapClient, SoapFault, parse_response
 from bridge.sources.encore.source import Seen
 from bridge.sources.encore.urls import Transient
-from tests.helpers import MemoryEmitter
-from tests.test_encore_source import RecordingLog, settings_for, wait_for
+from tests.integration.test_encore_source import RecordingLog, settings_for, wait_for
+from tests.support.helpers import MemoryEmitter
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "encore"
 EXAMPLE_URL = "https://encore.dvsanalytics.com/encore/urlplayer.aspx?fldCallIndex=429504.2640&siteid=1"

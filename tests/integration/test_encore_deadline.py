@@ -17,7 +17,7 @@ from bridge.components import SourceContext
 from bridge.quarantine import Quarantine
 from bridge.sources.encore import EncoreSource
 from bridge.sources.encore.soap import SoapClient, SoapTransportError
-from tests.test_encore_source import RecordingLog, settings_for, wait_for
+from tests.integration.test_encore_source import RecordingLog, settings_for, wait_for
 
 DRIP_EVERY = 0.05
 

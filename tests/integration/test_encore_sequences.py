@@ -18,8 +18,8 @@ from bridge.components import SourceContext
 from bridge.quarantine import Quarantine
 from bridge.simulators.encore import EncoreSimulator
 from bridge.sources.encore import EncoreSource
-from tests.helpers import MemoryEmitter
-from tests.test_encore_source import RecordingLog, polls, settings_for, source_running, wait_for
+from tests.integration.test_encore_source import RecordingLog, polls, settings_for, source_running, wait_for
+from tests.support.helpers import MemoryEmitter
 
 
 def recording_for(sim: EncoreSimulator, port: int, seconds: float = 60) -> str:

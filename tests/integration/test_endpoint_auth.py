@@ -15,7 +15,6 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from bridge.asgi import lifespan, read_body, respond, serve_asgi
-from tests.helpers import capture_logs, wait_for
 from tests.integration.endpoint_support import (
     emit,
     events,
@@ -28,8 +27,9 @@ from tests.integration.endpoint_support import (
     start_source,
     write_config,
 )
-from tests.receivers import Receiver
-from tests.tls import self_signed
+from tests.support.helpers import capture_logs, wait_for
+from tests.support.receivers import Receiver
+from tests.support.tls import self_signed
 
 
 async def serve_mtls(app: Any, cert: Path, key: Path, client_ca: Path, port: int, task_status: Any) -> None:

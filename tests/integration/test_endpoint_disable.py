@@ -11,7 +11,6 @@ import trio
 from bridge.asgi import serve_asgi
 from bridge.cli import main as cli
 from bridge.outbox import DEAD, Outbox
-from tests.helpers import wait_for
 from tests.integration.endpoint_support import (
     emit,
     events,
@@ -24,7 +23,8 @@ from tests.integration.endpoint_support import (
     start_source,
     write_config,
 )
-from tests.receivers import Receiver
+from tests.support.helpers import wait_for
+from tests.support.receivers import Receiver
 
 DAY = 86400.0
 

@@ -11,7 +11,6 @@ import trio
 from bridge.asgi import serve_asgi
 from bridge.receiver import WebhookVerifier, event_line, is_operational
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.helpers import wait_for
 from tests.integration.endpoint_support import (
     SECRET,
     emit,
@@ -22,7 +21,8 @@ from tests.integration.endpoint_support import (
     start_source,
     write_config,
 )
-from tests.receivers import Receiver
+from tests.support.helpers import wait_for
+from tests.support.receivers import Receiver
 
 
 def accepted(receiver: Receiver) -> list[dict]:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from bridge.asgi import serve_asgi
 from bridge.outbox import DEAD, Outbox
-from tests.helpers import wait_for
 from tests.integration.endpoint_support import (
     emit,
     events,
@@ -18,7 +17,8 @@ from tests.integration.endpoint_support import (
     start_source,
     write_config,
 )
-from tests.receivers import Receiver
+from tests.support.helpers import wait_for
+from tests.support.receivers import Receiver
 
 
 def dead_letters(tmp_path: Path, sink: str) -> list[dict]:

@@ -8,7 +8,6 @@ import httpx
 import pytest
 
 from bridge.asgi import serve_asgi
-from tests.helpers import wait_for
 from tests.integration.endpoint_support import (
     emit,
     events,
@@ -19,7 +18,8 @@ from tests.integration.endpoint_support import (
     start_source,
     write_config,
 )
-from tests.receivers import Receiver
+from tests.support.helpers import wait_for
+from tests.support.receivers import Receiver
 
 RATE = 20.0
 COUNT = 260

@@ -21,10 +21,10 @@ from bridge import logs
 from bridge.asgi import serve_asgi
 from bridge.config import load
 from bridge.service import Bridge
-from tests.helpers import read_jsonl, running_bridge, wait_for, write_config
 from tests.integration.operators import SECRET, _serve, simulator_for, three_vendor_config
-from tests.nats_server import NatsServer, read_stream, running_server
-from tests.receivers import Receiver
+from tests.support.helpers import read_jsonl, running_bridge, wait_for, write_config
+from tests.support.nats_server import NatsServer, read_stream, running_server
+from tests.support.receivers import Receiver
 from tests.unit.contract.conformance import check_binary, check_structured
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uptivity"

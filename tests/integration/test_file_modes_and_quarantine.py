@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.helpers import read_jsonl, wait_for, write_config
+from tests.support.helpers import read_jsonl, wait_for, write_config
 
 CALLER = "5551234567"
 AGENT = "Zelda Quux"

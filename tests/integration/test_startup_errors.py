@@ -260,7 +260,7 @@ def test_readme_exit_status_table_matches_the_code() -> None:
 
 async def test_a_bad_tls_file_added_by_a_reload_does_not_stop_the_running_bridge(tmp_path: Path) -> None:
     from bridge.config import load
-    from tests.helpers import running_bridge, wait_for
+    from tests.support.helpers import running_bridge, wait_for
 
     path = config(tmp_path, admin_port=free_port())
     async with running_bridge(load(path)) as bridge:

@@ -18,8 +18,8 @@ import trio
 
 from bridge.asgi import serve_asgi
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.helpers import running_bridge, wait_for, write_config
-from tests.receivers import Receiver
+from tests.support.helpers import running_bridge, wait_for, write_config
+from tests.support.receivers import Receiver
 
 FORGED = "2026-12-01T00:00:00.000 recording.deleted   /up  subject=9999"
 DEVICE_XML = "1111&#10;" + FORGED + "&#13;&#x9b;&#x202e;"

@@ -17,8 +17,8 @@ import trio
 
 from bridge.simulators.uptivity import UptivitySimulator
 from bridge.sources.uptivity.api import enable_keepalive
-from tests.faults import FaultProxy
-from tests.helpers import LogCapture, read_jsonl, running_bridge, wait_for, write_config
+from tests.support.faults import FaultProxy
+from tests.support.helpers import LogCapture, read_jsonl, running_bridge, wait_for, write_config
 
 CHICAGO = "America/Chicago"
 

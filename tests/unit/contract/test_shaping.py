@@ -11,7 +11,7 @@ import pytest
 
 from bridge.config import ConfigError, load
 from bridge.shaping import Shaper, ShapeSettings, mask
-from tests.helpers import write_config
+from tests.support.helpers import write_config
 from tests.unit.contract.conformance import check_structured
 from tests.unit.contract.events import callstart
 

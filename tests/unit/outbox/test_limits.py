@@ -23,7 +23,7 @@ from bridge.outbox import (
     Pending,
     Settlements,
 )
-from tests.helpers import write_config
+from tests.support.helpers import write_config
 
 
 def event(n: int) -> Event:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import ConfigError, load
-from tests.helpers import write_config
+from tests.support.helpers import write_config
 
 
 def load_source(tmp_path: Path, bridge_zone: str | None, extra: str = ""):

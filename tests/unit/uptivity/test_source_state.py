@@ -16,7 +16,7 @@ from bridge.sources.uptivity import UptivitySettings, UptivitySource
 from bridge.sources.uptivity.mapping import to_event
 from bridge.sources.uptivity.reconcile import Known, known_from_state
 from bridge.sources.uptivity.stream import element_fields, parse_document
-from tests.helpers import MemoryEmitter
+from tests.support.helpers import MemoryEmitter
 
 
 def source_and_ctx(tmp_path: Path, **settings: object) -> tuple[UptivitySource, SourceContext, MemoryEmitter]:

@@ -14,7 +14,7 @@ from bridge.config import ConfigError, load
 from bridge.outbox import Row
 from bridge.sinks.webhook.settings import DEMO_SECRET
 from bridge.sinks.webhook.wire import Signer, encode
-from tests.helpers import write_config
+from tests.support.helpers import write_config
 
 SECRET = "whsec_" + base64.b64encode(b"a-test-secret-of-some-length").decode()
 

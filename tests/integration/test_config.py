@@ -10,7 +10,7 @@ import pytest
 
 from bridge.cli import main
 from bridge.config import ConfigError, load
-from tests.helpers import write_config
+from tests.support.helpers import write_config
 
 GOOD = """
 [bridge]
@@ -159,7 +159,7 @@ def test_check_config_as_a_real_process(tmp_path: Path) -> None:
 
 
 def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
-    example = Path(__file__).parent.parent / "config" / "bridge.example.toml"
+    example = Path(__file__).parents[2] / "config" / "bridge.example.toml"
     config = load(example)
     kinds = {c.kind for c in config.sources}
     assert "uptivity" in kinds

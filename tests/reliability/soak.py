@@ -13,11 +13,11 @@ At the end production stops and the bridge drains. Then, per endpoint and vendor
 event each simulator's journal says it produced is accounted for from the journals alone
 (``tests/support/ground_truth.py``): delivered, unread, in transit at a cut or kill (the
 soak journals when it cut a connection or killed the bridge), unobservable, or lost.
-Rows go to ``tests.reliability.record``; the exit status is 0 only if nothing was lost, no
+Rows go to ``tests.support.reliability.record``; the exit status is 0 only if nothing was lost, no
 duplicate carried a new id, no delivered event lacked journal backing, everything the
 outbox committed was delivered, and memory stayed within bounds.
 
-Run it through ``scripts/soak``, or: ``.venv/bin/python -m tests.soak``.
+Run it through ``scripts/soak``, or: ``.venv/bin/python -m tests.reliability.soak``.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from bridge.simulators.anywherenow import AnywhereNowSimulator
 from bridge.simulators.encore import NOT_RECORDING, PAUSE, RECORD, EncoreSimulator
 from bridge.simulators.journal import Journal
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.faults import FaultProxy
-from tests.reliability import record
+from tests.support.faults import FaultProxy
 from tests.support.ground_truth import account, unbacked_claims
+from tests.support.reliability import record
 
 MINUTES = float(os.environ.get("SOAK_MINUTES", "30"))
 RATE = float(os.environ.get("SOAK_RATE", "200"))

@@ -20,9 +20,9 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from bridge.simulators.anywherenow import AnywhereNowSimulator
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
 
-JS_DIR = Path(__file__).parent / "js"
+JS_DIR = Path(__file__).parents[1] / "js"
 RS = "\x1e"
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.simulators.encore import EncoreSimulator
-from tests.helpers import read_jsonl, running_bridge, wait_for, write_config
+from tests.support.helpers import read_jsonl, running_bridge, wait_for, write_config
 
 
 def encore_config(tmp_path: Path, port: int) -> Path:

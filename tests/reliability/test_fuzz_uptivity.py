@@ -28,10 +28,10 @@ from bridge.sources.uptivity.stream import (
     element_fields,
     parse_document,
 )
-from tests.fuzzing import FUZZ, OutboxProbe
+from tests.support.fuzzing import FUZZ, OutboxProbe
 
 LIMIT = 16 * 1024
-FIXTURES_DIR = Path(__file__).parent / "fixtures" / "uptivity"
+FIXTURES_DIR = Path(__file__).parents[1] / "fixtures" / "uptivity"
 TZ = ZoneInfo("America/Chicago")
 PROBE = OutboxProbe()
 

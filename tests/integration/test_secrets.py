@@ -30,8 +30,8 @@ from bridge.receiver import WebhookVerifier
 from bridge.simulators.anywherenow import AnywhereNowSimulator
 from bridge.simulators.encore import EncoreSimulator
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.helpers import LogCapture, running_bridge, wait_for, write_config
-from tests.receivers import Receiver
+from tests.support.helpers import LogCapture, running_bridge, wait_for, write_config
+from tests.support.receivers import Receiver
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"LEAKCHECK-webhook-signing-key-01").decode()
 ROTATED_SECRET = "whsec_" + base64.b64encode(b"LEAKCHECK-webhook-rotated-key-02").decode()

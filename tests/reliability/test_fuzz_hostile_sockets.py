@@ -20,8 +20,8 @@ from bridge.asgi import serve_asgi
 from bridge.simulators.anywherenow import AnywhereNowSimulator
 from bridge.simulators.encore import EncoreSimulator
 from bridge.simulators.uptivity import UptivitySimulator, numbered_event
-from tests.helpers import LogCapture, read_jsonl, running_bridge, wait_for, write_config
-from tests.reliability import record
+from tests.support.helpers import LogCapture, read_jsonl, running_bridge, wait_for, write_config
+from tests.support.reliability import record
 
 BILLION_LAUGHS = (
     b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'

@@ -7,7 +7,7 @@ from pathlib import Path
 import trio
 
 from bridge.simulators.uptivity import UptivitySimulator, event_number
-from tests.helpers import LogCapture, read_jsonl, running_bridge, wait_for, write_config
+from tests.support.helpers import LogCapture, read_jsonl, running_bridge, wait_for, write_config
 
 
 def uptivity_config(tmp_path: Path, port: int, **extra: object) -> Path:

@@ -20,9 +20,9 @@ import httpx
 import trio
 
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.helpers import running_bridge, wait_for, write_config
+from tests.support.helpers import running_bridge, wait_for, write_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def readme_receiver() -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from bridge.admin.app import readiness
 from bridge.admin.cache import AdminCache
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.helpers import LogCapture, read_jsonl, running_bridge, wait_for, write_config
+from tests.support.helpers import LogCapture, read_jsonl, running_bridge, wait_for, write_config
 
 
 def cap_pages(outbox, extra: int | None) -> None:

@@ -19,11 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.asgi import serve_asgi
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.helpers import wait_for
-from tests.receivers import Receiver
+from tests.support.helpers import wait_for
+from tests.support.receivers import Receiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

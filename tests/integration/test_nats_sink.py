@@ -14,8 +14,8 @@ import pytest
 import trio
 
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.helpers import running_bridge, wait_for, write_config
-from tests.nats_server import NatsServer, read_stream, running_server, stream_count
+from tests.support.helpers import running_bridge, wait_for, write_config
+from tests.support.nats_server import NatsServer, read_stream, running_server, stream_count
 
 STREAM = "EVENTS"
 

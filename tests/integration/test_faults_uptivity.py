@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.faults import FaultProxy
-from tests.helpers import read_jsonl, running_bridge, wait_for, write_config
-from tests.reliability import record
+from tests.support.faults import FaultProxy
+from tests.support.helpers import read_jsonl, running_bridge, wait_for, write_config
+from tests.support.reliability import record
 
 
 def config(tmp_path: Path, sources: dict[str, tuple[str, int]], **options: float) -> Path:

@@ -22,7 +22,7 @@ from bridge.sources.encore.states import (
     parse_duration,
 )
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "encore-only.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "encore-only.example.toml"
 
 
 def build(tmp_path: Path, **encore: Any) -> EncoreSource:

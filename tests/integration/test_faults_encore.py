@@ -23,11 +23,11 @@ from bridge.asgi import serve_asgi
 from bridge.service import Bridge
 from bridge.simulators.encore import EncoreSimulator
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.faults import FaultProxy
-from tests.helpers import read_jsonl, running_bridge, wait_for, write_config
-from tests.reliability import record
-from tests.test_faults_anywherenow import Gate, HealthLog, Restartable
-from tests.tls import self_signed
+from tests.integration.test_faults_anywherenow import Gate, HealthLog, Restartable
+from tests.support.faults import FaultProxy
+from tests.support.helpers import read_jsonl, running_bridge, wait_for, write_config
+from tests.support.reliability import record
+from tests.support.tls import self_signed
 
 AREA = "source: encore"
 PORTS = (7, 8, 9)

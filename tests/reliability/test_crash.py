@@ -22,8 +22,8 @@ import trio
 
 from bridge.asgi import serve_asgi
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.helpers import wait_for, write_config
-from tests.receivers import Receiver
+from tests.support.helpers import wait_for, write_config
+from tests.support.receivers import Receiver
 
 ROUNDS = int(os.environ.get("CRASH_ROUNDS", "20"))
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -22,7 +22,7 @@ from bridge.components import SourceContext
 from bridge.quarantine import Quarantine
 from bridge.simulators.encore import EncoreSimulator
 from bridge.sources.encore import EncoreSettings, EncoreSource, PortSettings
-from tests.helpers import MemoryEmitter
+from tests.support.helpers import MemoryEmitter
 
 WAIT = 15.0
 

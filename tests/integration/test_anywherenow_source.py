@@ -28,7 +28,7 @@ from bridge.settings import load_settings
 from bridge.simulators.anywherenow import AnywhereNowSimulator
 from bridge.sources.anywherenow import AnywhereNowSettings, AnywhereNowSource
 from bridge.sources.anywherenow.mapping import state_key
-from tests.helpers import LogCapture, MemoryEmitter, wait_for
+from tests.support.helpers import LogCapture, MemoryEmitter, wait_for
 
 UCC = "ucc-demo-name"
 TOKEN = "s3cret-token-value"

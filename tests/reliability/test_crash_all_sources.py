@@ -32,11 +32,11 @@ from bridge.asgi import serve_asgi
 from bridge.simulators.anywherenow import AnywhereNowSimulator
 from bridge.simulators.encore import NOT_RECORDING, PAUSE, RECORD, EncoreSimulator
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.helpers import wait_for, write_config
-from tests.receivers import Receiver
-from tests.reliability import record
 from tests.support.accounting import Tally
 from tests.support.ground_truth import account, unbacked_claims
+from tests.support.helpers import wait_for, write_config
+from tests.support.receivers import Receiver
+from tests.support.reliability import record
 
 ROUNDS = int(os.environ.get("CRASH_ROUNDS", "10"))
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from bridge.components import SourceContext
 from bridge.sources.anywherenow import AnywhereNowSettings, AnywhereNowSource
 from bridge.sources.anywherenow.hub import RECORD_SEPARATOR, HubLink, HubMessage, TolerantJsonHubProtocol
-from tests.fuzzing import FUZZ, OutboxProbe, RecordingLog
+from tests.support.fuzzing import FUZZ, OutboxProbe, RecordingLog
 
 TARGET = "RecordingStateChangedEvent"
 TLS = ssl.create_default_context()

@@ -1,7 +1,7 @@
 """Webhook receiver faults on real loopback sockets: TLS, slow readers, endless bodies, and a
 receiver that is down for an hour (of simulated wall-clock time).
 
-The faults tests/test_webhook.py already covers (500s, timeouts, redirects, Retry-After, a
+The faults tests/integration/test_webhook.py already covers (500s, timeouts, redirects, Retry-After, a
 5 MB error body, an endpoint down then back) record their rows there; this file adds the
 rest. "lost" counts events committed to the outbox but never delivered (must be 0).
 """
@@ -27,11 +27,11 @@ from bridge.asgi import serve_asgi
 from bridge.outbox import DEAD, Outbox, Row
 from bridge.simulators.uptivity import UptivitySimulator
 from bridge.sinks.webhook import DEFAULT_SCHEDULE
-from tests.faults import FaultProxy
-from tests.helpers import read_jsonl, running_bridge, wait_for, write_config
-from tests.receivers import Receiver
-from tests.reliability import record
-from tests.tls import self_signed
+from tests.support.faults import FaultProxy
+from tests.support.helpers import read_jsonl, running_bridge, wait_for, write_config
+from tests.support.receivers import Receiver
+from tests.support.reliability import record
+from tests.support.tls import self_signed
 
 SECRET = "whsec_" + base64.b64encode(b"fault-secret-0123456789abcdef").decode()
 FAST = {

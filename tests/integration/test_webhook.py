@@ -18,9 +18,9 @@ from bridge.asgi import serve_asgi
 from bridge.cli import main as cli
 from bridge.outbox import DEAD, SKIPPED, Outbox
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.helpers import read_jsonl, running_bridge, wait_for, write_config
-from tests.receivers import Receiver
-from tests.reliability import record
+from tests.support.helpers import read_jsonl, running_bridge, wait_for, write_config
+from tests.support.receivers import Receiver
+from tests.support.reliability import record
 
 SECRET_OLD = "whsec_" + base64.b64encode(b"old-secret-0123456789abcdef").decode()
 SECRET_NEW = "whsec_" + base64.b64encode(b"new-secret-0123456789abcdef").decode()

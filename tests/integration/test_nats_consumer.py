@@ -11,9 +11,9 @@ import pytest
 import trio
 
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.helpers import running_bridge, wait_for
-from tests.nats_server import NatsServer, running_server
-from tests.test_nats_sink import nats_config
+from tests.integration.test_nats_sink import nats_config
+from tests.support.helpers import running_bridge, wait_for
+from tests.support.nats_server import NatsServer, running_server
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     yield from running_server(tmp_path)
 
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 URL_IN_README = '"nats://127.0.0.1:4222"'
 
 

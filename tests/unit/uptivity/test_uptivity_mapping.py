@@ -20,7 +20,7 @@ from bridge.simulators.uptivity.examples import EXAMPLES
 from bridge.sources.uptivity.mapping import parse_vendor_time, to_event
 from bridge.sources.uptivity.stream import element_fields, parse_document
 
-GOLDEN = Path(__file__).parent / "golden" / "uptivity"
+GOLDEN = Path(__file__).parents[2] / "golden" / "uptivity"
 RECEIVED = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
 TZ = ZoneInfo("America/Chicago")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.helpers import running_bridge, wait_for, write_config
-from tests.nats_server import NatsServer, read_stream, running_server
+from tests.support.helpers import running_bridge, wait_for, write_config
+from tests.support.nats_server import NatsServer, read_stream, running_server
 
 TOKEN = "s3cret-token-for-tests"
 

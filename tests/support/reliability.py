@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 OUT = Path(
-    os.environ.get("RELIABILITY_OUT", Path(__file__).resolve().parent.parent / "build" / "reliability.jsonl")
+    os.environ.get("RELIABILITY_OUT", Path(__file__).resolve().parents[2] / "build" / "reliability.jsonl")
 )
 
 _held: list[dict[str, Any]] = []

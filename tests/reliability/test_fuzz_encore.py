@@ -30,7 +30,7 @@ from bridge.sources.encore.soap import (
 )
 from bridge.sources.encore.source import Seen
 from bridge.sources.encore.urls import Transient
-from tests.fuzzing import FUZZ, OutboxProbe, RecordingLog
+from tests.support.fuzzing import FUZZ, OutboxProbe, RecordingLog
 
 DATACONTRACT_NS = "http://schemas.datacontract.org/2004/07/ECAPI"  # what WCF writes (a: prefix)
 PROBE = OutboxProbe()

@@ -8,7 +8,7 @@ import pytest
 
 from bridge.config import ConfigError, load
 from bridge.sinks.nats import default_stream_subjects, render_subject
-from tests.helpers import write_config
+from tests.support.helpers import write_config
 
 BASE = """
 [bridge]
@@ -86,7 +86,7 @@ def test_subject_template_placeholders_are_made_safe() -> None:
 
 
 def test_ha_example_loads() -> None:
-    config = load(Path(__file__).parent.parent / "config" / "nats-ha.example.toml")
+    config = load(Path(__file__).parents[2] / "config" / "nats-ha.example.toml")
     (source,) = [c.component for c in config.sources]
     (sink,) = [c.component for c in config.sinks]
     assert source.name == "uptivity-main"

@@ -7,7 +7,7 @@ from pathlib import Path
 import trio
 
 from bridge.simulators.anywherenow import AnywhereNowSimulator
-from tests.helpers import read_jsonl, running_bridge, wait_for, write_config
+from tests.support.helpers import read_jsonl, running_bridge, wait_for, write_config
 
 UCC = "ucc-demo-name"
 

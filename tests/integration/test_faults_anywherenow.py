@@ -22,10 +22,10 @@ from bridge.asgi import serve_asgi
 from bridge.service import Bridge
 from bridge.simulators.anywherenow import AnywhereNowSimulator
 from bridge.simulators.uptivity import UptivitySimulator
-from tests.faults import FaultProxy
-from tests.helpers import read_jsonl, running_bridge, wait_for, write_config
-from tests.reliability import record
-from tests.tls import self_signed
+from tests.support.faults import FaultProxy
+from tests.support.helpers import read_jsonl, running_bridge, wait_for, write_config
+from tests.support.reliability import record
+from tests.support.tls import self_signed
 
 UCC = "ucc-faults"
 AREA = "source: anywherenow"
