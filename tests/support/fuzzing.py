@@ -1,9 +1,11 @@
-"""Shared pieces of the vendor-parser fuzzers (tests/test_fuzz_*.py).
+"""Shared pieces of the vendor-parser fuzzers (tests/reliability/test_fuzz_*.py).
 
 Each fuzzer drives the real parsing code of one source and hands whatever events come
 out to a real SQLite outbox, so "no crash" covers the commit too (an event that parses
 but cannot be stored would kill the committer, and with it every other source's batch).
-``FUZZ_EXAMPLES`` sets the number of cases (``scripts/soak`` uses 10,000).
+``FUZZ_EXAMPLES`` sets the number of cases (``scripts/soak`` uses 10,000). In the suite the
+cases are derandomized (the same every run, so a red CI is reproducible); ``FUZZ_RANDOM=1``
+(set by ``scripts/soak``) draws new ones each run.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-    derandomize=False,
+    derandomize=os.environ.get("FUZZ_RANDOM") != "1",
 )
 
 
