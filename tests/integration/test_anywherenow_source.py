@@ -7,7 +7,6 @@ network side is never mocked: signalrcore talks to the simulator's hub over real
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -29,6 +28,7 @@ from bridge.simulators.anywherenow import AnywhereNowSimulator
 from bridge.sources.anywherenow import AnywhereNowSettings, AnywhereNowSource
 from bridge.sources.anywherenow.mapping import state_key
 from tests.support.helpers import LogCapture, MemoryEmitter, wait_for
+from tests.support.tls import self_signed
 
 UCC = "ucc-demo-name"
 TOKEN = "s3cret-token-value"
@@ -420,33 +420,6 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         bad = make_table({"name": "a", "hub_url": "https://x/h", "hub_ur1": "typo"}, tmp_path)
         build_source(bad)
         bad.check_unknown()
-
-
-def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 async def test_tls_is_verified_by_default_and_a_ca_bundle_can_be_trusted(
