@@ -94,7 +94,9 @@ class Counting:
 async def test_readyz_and_metrics_do_no_outbox_work_per_request(tmp_path: Path) -> None:
     path = write(tmp_path, f'listen = "127.0.0.1:{free_port()}"\nrefresh_interval = 300')
     async with bridge_with_admin(path) as (bridge, base):
-        await bridge.committer.emit("up", [event("call.started", "1001"), event("call.ended", "1001")])
+        await bridge.committer.emit(
+            "up", [event("call.started", "1001"), event("call.ended", "1001")], durable=True
+        )
         cache = bridge.admin.cache
         writer = Counting(bridge.outbox, "call")
         reader = Counting(cache.outbox, "run")
@@ -200,7 +202,9 @@ async def test_bearer_token_guards_metrics_and_data_and_actions_need_csrf(tmp_pa
 async def test_without_a_token_data_is_open_on_loopback_and_actions_are_off(tmp_path: Path) -> None:
     path = write(tmp_path, f'listen = "127.0.0.1:{free_port()}"')
     async with bridge_with_admin(path) as (bridge, base):
-        await bridge.committer.emit("up", [event("recording.started", "dev<1>"), event("call.ended", "x")])
+        await bridge.committer.emit(
+            "up", [event("recording.started", "dev<1>"), event("call.ended", "x")], durable=True
+        )
         async with httpx.AsyncClient(base_url=base) as client:
             session = (await client.get("/api/session")).json()
             assert session == {"actions": False, "csrf": None}
