@@ -28,6 +28,8 @@ from tests.integration.operators import free_port, simulator_for, start_simulato
 from tests.support.helpers import wait_for
 from tests.support.receivers import Receiver
 
+pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
+
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "browser-test-admin-token-0123456789"
 HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>\u202e'

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "contrib" / "prometheus" / "event-bridge-rules.yml"
 RULE_TESTS = ROOT / "contrib" / "prometheus" / "event-bridge-rules.test.yml"

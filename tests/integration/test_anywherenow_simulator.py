@@ -45,6 +45,7 @@ async def read_json_line(stream: trio.abc.ReceiveStream, buffer: bytearray) -> d
 
 
 @pytest.mark.needs_node
+@pytest.mark.needs_node
 async def test_official_javascript_client_receives_an_event_and_a_close(nursery: trio.Nursery) -> None:
     js_client_ready()
     sim = AnywhereNowSimulator(require_token="js-token-123", ping_interval=0.2)

@@ -109,6 +109,7 @@ class NotifyListener:
         return sum(1 for m in self.messages if m.startswith(prefix))
 
 
+@pytest.mark.slow
 async def test_sd_notify_ready_status_watchdog_and_stopping(tmp_path: Path, nursery) -> None:
     sim = UptivitySimulator(rate=50, numbered=True)
     sim_port = await nursery.start(sim.serve)
@@ -331,6 +332,7 @@ def _unit_for_analysis(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.needs_systemd
 def test_unit_file_verifies_cleanly(tmp_path: Path) -> None:
     proc = subprocess.run(
         [_systemd_analyze(), "verify", str(_unit_for_analysis(tmp_path))], capture_output=True, text=True
@@ -338,6 +340,7 @@ def test_unit_file_verifies_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "event-bridge.service" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.needs_systemd
 def test_unit_file_exposure_is_at_most_1_2(tmp_path: Path) -> None:
     proc = subprocess.run(
         [_systemd_analyze(), "security", "--offline=true", str(_unit_for_analysis(tmp_path))],

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import trio
 
 from bridge.asgi import serve_asgi
@@ -94,6 +95,7 @@ async def test_410_gone_dead_letters_at_once_disables_and_enable_resumes_in_orde
     assert [(d["event_id"], d["status"], d["attempts"]) for d in dead_letters] == [(dead["id"], 410, 1)]
 
 
+@pytest.mark.slow
 async def test_down_past_disable_after_is_disabled_stays_disabled_across_a_restart_and_enable_delivers_all(
     tmp_path: Path, nursery
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 import trio
 
 from bridge.asgi import serve_asgi
@@ -29,6 +30,7 @@ def accepted(receiver: Receiver) -> list[dict]:
     return [e for r in receiver.requests if 200 <= r.status < 300 for e in r.events()]
 
 
+@pytest.mark.slow
 async def test_operational_events_once_per_state_change_only_where_asked(tmp_path: Path, nursery) -> None:
     async def flaky(receiver: Receiver, headers: dict, body: bytes) -> int:
         return 503 if len(receiver.requests) < 6 else 204

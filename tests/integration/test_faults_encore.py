@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from bridge.asgi import serve_asgi
@@ -202,6 +203,7 @@ async def test_silent_server_times_out_and_is_re_polled(tmp_path: Path, nursery)
     )
 
 
+@pytest.mark.slow
 async def test_drip_fed_answers_are_parsed(tmp_path: Path, nursery) -> None:
     sim = EncoreSimulator()
     proxy = FaultProxy(await nursery.start(sim.serve))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bridge.simulators.uptivity import UptivitySimulator
 from tests.support.faults import FaultProxy
 from tests.support.helpers import read_jsonl, running_bridge, wait_for, write_config
@@ -141,6 +143,7 @@ async def test_dead_peer_is_detected_by_the_test_probe_and_other_sources_keep_fl
     assert lost == 0
 
 
+@pytest.mark.slow
 async def test_drip_fed_bytes(tmp_path: Path, nursery) -> None:
     sim = UptivitySimulator(rate=0, count=14, numbered=True)
     proxy = FaultProxy(await nursery.start(sim.serve))

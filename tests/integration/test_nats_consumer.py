@@ -15,6 +15,8 @@ from tests.integration.test_nats_sink import nats_config
 from tests.support.helpers import running_bridge, wait_for
 from tests.support.nats_server import NatsServer, running_server
 
+pytestmark = [pytest.mark.needs_nats, pytest.mark.slow]
+
 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:

@@ -13,6 +13,8 @@ from bridge.simulators.uptivity import UptivitySimulator
 from tests.support.helpers import running_bridge, wait_for, write_config
 from tests.support.nats_server import NatsServer, read_stream, running_server
 
+pytestmark = [pytest.mark.needs_nats]
+
 TOKEN = "s3cret-token-for-tests"
 
 

@@ -17,6 +17,8 @@ from bridge.simulators.uptivity import UptivitySimulator
 from tests.support.helpers import running_bridge, wait_for, write_config
 from tests.support.nats_server import NatsServer, read_stream, running_server, stream_count
 
+pytestmark = [pytest.mark.needs_nats]
+
 STREAM = "EVENTS"
 
 

@@ -15,6 +15,8 @@ import pytest
 from bridge.shaping import Shaper, ShapeSettings
 from tests.unit.contract import events
 
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 

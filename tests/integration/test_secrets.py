@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
 from bridge.asgi import serve_asgi
@@ -179,6 +180,7 @@ def run_cli(*args: str) -> str:
     return done.stdout + done.stderr
 
 
+@pytest.mark.slow
 async def test_no_secret_appears_in_any_output(
     tmp_path: Path, nursery: trio.Nursery, log_capture: LogCapture
 ) -> None:

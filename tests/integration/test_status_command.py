@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 
 from bridge import admin, logs
@@ -31,6 +32,7 @@ def status(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 async def test_status_from_the_listener_then_from_the_outbox(tmp_path: Path, nursery: trio.Nursery) -> None:
     async def refuse(receiver: Receiver, headers: dict[str, str], body: bytes) -> int:
         return 503  # retried: the backlog grows

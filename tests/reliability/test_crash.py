@@ -18,12 +18,15 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 import trio
 
 from bridge.asgi import serve_asgi
 from bridge.simulators.uptivity import UptivitySimulator
 from tests.support.helpers import wait_for, write_config
 from tests.support.receivers import Receiver
+
+pytestmark = [pytest.mark.slow]
 
 ROUNDS = int(os.environ.get("CRASH_ROUNDS", "20"))
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,6 +32,8 @@ from bridge.sources.encore.soap import (
 from bridge.sources.encore.source import Seen
 from bridge.sources.encore.urls import Transient
 from tests.support.fuzzing import FUZZ, OutboxProbe, RecordingLog
+
+pytestmark = [pytest.mark.slow]
 
 DATACONTRACT_NS = "http://schemas.datacontract.org/2004/07/ECAPI"  # what WCF writes (a: prefix)
 PROBE = OutboxProbe()

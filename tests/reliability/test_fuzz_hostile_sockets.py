@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from bridge.asgi import serve_asgi
@@ -22,6 +23,8 @@ from bridge.simulators.encore import EncoreSimulator
 from bridge.simulators.uptivity import UptivitySimulator, numbered_event
 from tests.support.helpers import LogCapture, read_jsonl, running_bridge, wait_for, write_config
 from tests.support.reliability import record
+
+pytestmark = [pytest.mark.slow]
 
 BILLION_LAUGHS = (
     b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'

@@ -27,6 +27,8 @@ from bridge.sources.anywherenow import AnywhereNowSettings, AnywhereNowSource
 from bridge.sources.anywherenow.hub import RECORD_SEPARATOR, HubLink, HubMessage, TolerantJsonHubProtocol
 from tests.support.fuzzing import FUZZ, OutboxProbe, RecordingLog
 
+pytestmark = [pytest.mark.slow]
+
 TARGET = "RecordingStateChangedEvent"
 TLS = ssl.create_default_context()
 PROTOCOL_TYPES = {2, 3, 4, 5, 6, 7, 8, 9}  # 8 ack, 9 sequence (stateful reconnect)

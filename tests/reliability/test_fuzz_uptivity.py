@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -29,6 +30,8 @@ from bridge.sources.uptivity.stream import (
     parse_document,
 )
 from tests.support.fuzzing import FUZZ, OutboxProbe
+
+pytestmark = [pytest.mark.slow]
 
 LIMIT = 16 * 1024
 FIXTURES_DIR = Path(__file__).parents[1] / "fixtures" / "uptivity"

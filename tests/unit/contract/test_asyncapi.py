@@ -106,6 +106,7 @@ def test_an_event_validates_against_its_asyncapi_message_payload(document: dict)
 
 
 @pytest.mark.needs_node
+@pytest.mark.needs_node
 def test_the_official_asyncapi_parser_reports_no_error_or_warning(document: dict, tmp_path: Path) -> None:
     """@asyncapi/parser (the reference JavaScript parser, with its validation rules) under node."""
     script = ROOT / "tests" / "contract_js" / "validate.mjs"
