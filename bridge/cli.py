@@ -115,7 +115,8 @@ def _parse_time(value: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="event-bridge",
-        description="Bridge call-recording platforms (Uptivity, AnywhereNow, Encore) to webhooks, logs and NATS.",
+        description="Bridge call-recording platforms (Uptivity, AnywhereNow, Encore) to webhooks, "
+        "logs and NATS.",
     )
     parser.add_argument("--version", action="version", version=f"event-bridge {__version__}")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None)

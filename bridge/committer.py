@@ -165,7 +165,8 @@ class Committer:
                         "outbox_commit_failed",
                         error=str(exc),
                         held_events=sum(len(p.events) for p in batch),
-                        hint="free disk space or fix permissions on the state dir; events are held, not dropped",
+                        hint="free disk space or fix permissions on the state dir; events are held, "
+                        "not dropped",
                     )
                 self.unavailable = str(exc)
                 await trio.sleep(backoff.next())

@@ -57,7 +57,8 @@ def cmd_endpoint(args: argparse.Namespace, load_config: Callable[[str], Any]) ->
         if args.action == "enable":
             enable(outbox.db, name)
             print(
-                f"endpoint {name} enabled: {_pending(outbox, name, types[name])} pending event(s) go out in order"
+                f"endpoint {name} enabled: {_pending(outbox, name, types[name])} pending event(s) "
+                f"go out in order"
             )
         else:
             state = load(outbox.db, name) or EndpointState()

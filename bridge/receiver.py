@@ -262,7 +262,8 @@ def operational_line(event: Mapping[str, Any], headers: Mapping[str, str]) -> st
         f"{k}={printable(str(data[k])[:200])}" for k in _NOTICE_FIELDS if data.get(k) not in (None, "")
     )
     return (
-        f"BRIDGE NOTICE     ✔ signature  {printable(event.get('type', '?')):<30} {printable(who)}  {details}  "
+        f"BRIDGE NOTICE     ✔ signature  {printable(event.get('type', '?')):<30} {printable(who)}  "
+        f"{details}  "
         f"id={printable(event.get('id'))}"
     )
 

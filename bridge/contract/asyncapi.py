@@ -59,7 +59,8 @@ SIGNATURE_HEADERS: dict[str, Any] = {
     "webhook-timestamp": {"type": "string", "pattern": "^[0-9]+$", "description": "Unix seconds of signing"},
     "webhook-signature": {
         "type": "string",
-        "description": "space-separated v1,<base64 HMAC-SHA256 of id.timestamp.body>, one per configured secret",
+        "description": "space-separated v1,<base64 HMAC-SHA256 of id.timestamp.body>, one per "
+        "configured secret",
     },
 }
 

@@ -44,7 +44,8 @@ def render(cat: Catalog) -> str:
         lines.append(f"| `{e.title}` | {_cell(e.description)} | {vendors} | `{e.uri}` |")
     lines += [
         "",
-        "Fields of `data`, per type and vendor (**bold**: always present in an unshaped event from that vendor):",
+        "Fields of `data`, per type and vendor (**bold**: always present in an unshaped event from "
+        "that vendor):",
         "",
     ]
     for e in entries:

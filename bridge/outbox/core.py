@@ -128,8 +128,9 @@ class OutboxCore:
         for source, wanted in missing.items():
             for i in range(0, len(wanted), 500):
                 chunk = wanted[i : i + 500]
+                marks = ",".join("?" * len(chunk))
                 rows = self.db.execute(
-                    f"SELECT digest, count FROM ordinals WHERE source=? AND digest IN ({','.join('?' * len(chunk))})",
+                    f"SELECT digest, count FROM ordinals WHERE source=? AND digest IN ({marks})",
                     (source, *chunk),
                 )
                 for digest, count in rows:
@@ -184,7 +185,8 @@ class OutboxCore:
                             (seq, eid, item.source, event.type, event.subject, item.received_at, body)
                         )
                 db.executemany(
-                    "INSERT INTO events(seq, id, source, type, subject, received_at, body) VALUES (?,?,?,?,?,?,?)",
+                    "INSERT INTO events(seq, id, source, type, subject, received_at, body) VALUES "
+                    "(?,?,?,?,?,?,?)",
                     event_rows,
                 )
                 db.executemany(
@@ -193,7 +195,8 @@ class OutboxCore:
                 )
                 db.executemany(
                     "INSERT INTO ordinals(source, digest, count, last_seen) VALUES (?,?,?,?) "
-                    "ON CONFLICT(source, digest) DO UPDATE SET count=excluded.count, last_seen=excluded.last_seen",
+                    "ON CONFLICT(source, digest) DO UPDATE SET count=excluded.count, "
+                    "last_seen=excluded.last_seen",
                     [(source, digest, count, now) for (source, digest), count in ordinals.items()],
                 )
                 for item in batch:

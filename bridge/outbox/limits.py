@@ -157,7 +157,8 @@ class LimitsMixin(OutboxCore):
                 "UPDATE deliveries SET state=2, last_status=NULL, updated_at=?, "
                 "first_failed_at=COALESCE(first_failed_at, ?), last_error=? "
                 "WHERE sink=? AND state=0 AND seq BETWEEN ? AND ?",
-                (now, now, f"expired: still pending after max_pending_age ({self.limits.max_pending_age:g} s)",
+                (now, now, f"expired: still pending after max_pending_age "
+                    f"({self.limits.max_pending_age:g} s)",
                  sink, first[0], upper),
             )  # fmt: skip
             if cur.rowcount:

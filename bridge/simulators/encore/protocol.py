@@ -47,7 +47,8 @@ MESSAGES = {
     663: "Error: Desktop recording is not possible",
     664: "Error: Desktop Pause recording failed",
     665: "Error: Desktop Resume recording failed",
-    801: "System Error: Error writing to disk (disk is full, path does not exist, no write permissions, etc.)",
+    801: "System Error: Error writing to disk (disk is full, path does not exist, no write "
+    "permissions, etc.)",
 }
 
 

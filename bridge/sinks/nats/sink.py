@@ -235,7 +235,8 @@ class NatsSink(ComponentBase):
                 where = f"stream {self.stream!r}" if self.stream else "any stream"
                 return _Published(
                     False,
-                    error=f"no JetStream stream answered for {subject!r}: check that {where} exists and its subjects cover it",
+                    error=f"no JetStream stream answered for {subject!r}: check that {where} exists "
+                    f"and its subjects cover it",
                 )
             except TimeoutError:
                 return _Published(False, error=f"no publish acknowledgement within {self.timeout}s")

@@ -87,7 +87,8 @@ async def request(
                     size += len(data)
                     if raw > max_bytes or size > max_bytes:
                         raise EndpointError(
-                            f"{where}: answer larger than {max_bytes} bytes (max_body_bytes); not read further",
+                            f"{where}: answer larger than {max_bytes} bytes (max_body_bytes); not "
+                            f"read further",
                             status=response.status_code,
                         )
                     parts.append(data)

@@ -362,7 +362,10 @@ class _Ctx:
                     "recording.resumed", PAUSE, RECORD, self.bound, BY_LAST_POLL, inferred=True,
                     url=url, inferred_kind=kind, window_start=self.memory.seen,
                 ),
-                Step("recording.paused", RECORD, PAUSE, self.at, self.source, inferred=True, url=url, inferred_kind=kind),
+                Step(
+                    "recording.paused", RECORD, PAUSE, self.at, self.source, inferred=True,
+                    url=url, inferred_kind=kind,
+                ),
             ]  # fmt: skip
         if state == RECORD:
             kind = "pause_hold_or_new_recording" if unknown else "pause_or_hold"

@@ -4,7 +4,8 @@ The docs: GetURL is valid in RECORD and PAUSE and returns "the URL associated wi
 recording". The source asks only where it decides something (see
 :func:`bridge.sources.encore.tracker.needs_url`), through the server's one in-flight
 budget. 658 (no URL player in Web.config) or a server without GetURL turns lookups off
-for that server (every source polling it) with one warning; events then say ``data.url_lookup = "unavailable"``.
+for that server (every source polling it) with one warning; events then say
+``data.url_lookup = "unavailable"``.
 """
 
 from __future__ import annotations

@@ -201,7 +201,8 @@ class UptivitySource(ApiSide, ComponentBase):
                     last_probe = trio.current_time()
                     if failures >= s.probe_failures:
                         raise SessionEnd(
-                            f"peer presumed dead: {failures} TEST requests to {self.api_host}:{self.api_port} "
+                            f"peer presumed dead: {failures} TEST requests to "
+                            f"{self.api_host}:{self.api_port} "
                             "unanswered while the subscription was silent"
                         )
                 continue
