@@ -117,7 +117,8 @@ async def bench(args: argparse.Namespace) -> None:
         f"{args.ports * args.latency / args.max_in_flight:.3f}s"
     )
     print(
-        f"{'scenario':<40} {'sweeps':>6} {'median sweep':>13} {'x floor':>8} {'GetURL/sweep':>13} {'in flight':>9}"
+        f"{'scenario':<40} {'sweeps':>6} {'median sweep':>13} {'x floor':>8} "
+        f"{'GetURL/sweep':>13} {'in flight':>9}"
     )
     for name, r in results.items():
         print(

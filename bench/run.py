@@ -258,7 +258,8 @@ def scenario_ingest(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     n = 10_000 if args.quick else 40_000
     base = json.loads(
         subprocess.run(
-            [PY, str(BENCH / "baselines.py"), "lxml", "--count", "7000", "--devices", "100", "--seconds", "3"],
+            [PY, str(BENCH / "baselines.py"), "lxml", "--count", "7000", "--devices", "100",
+             "--seconds", "3"],
             check=True, capture_output=True, env=ENV, cwd="/",
         ).stdout
     )  # fmt: skip
@@ -499,8 +500,8 @@ def scenario_latency(args: argparse.Namespace, workdir: Path, results: dict[str,
                     continue
                 label = f"{consumer}{'-normal' if sync == 'normal' else ''}@{rate}"
                 stats = run_stamped(
-                    procs, workdir / f"latency-{label}", receiver, rate=rate, count=int(rate * secs), consumer=consumer,
-                    synchronous=sync,
+                    procs, workdir / f"latency-{label}", receiver, rate=rate, count=int(rate * secs),
+                    consumer=consumer, synchronous=sync,
                 )  # fmt: skip
                 out[label] = {
                     **percentiles(stats),
@@ -533,8 +534,9 @@ def scenario_encore(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         run_dir = _mk(workdir / f"encore-{conc}")
         sweeps = 2 if args.quick else 3
         with processes() as procs:  # baseline: a bare httpx client sweeping the same simulator
-            sim = Proc("encore-sim-baseline", [PY, str(BENCH / "encore_sim.py"), "--ports", str(ports), "--latency",
-                                               str(latency), "--out", str(run_dir / "baseline-polls.json")], run_dir)  # fmt: skip
+            sim = Proc("encore-sim-baseline",
+                       [PY, str(BENCH / "encore_sim.py"), "--ports", str(ports), "--latency", str(latency),
+                        "--out", str(run_dir / "baseline-polls.json")], run_dir)  # fmt: skip
             procs.append(sim)
             url = f"http://127.0.0.1:{sim.port()}/WebAPI/ECAPI.svc"
             base = json.loads(
@@ -546,8 +548,9 @@ def scenario_encore(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             )  # fmt: skip
         with processes() as procs:
             polls_file = run_dir / "polls.json"
-            sim = Proc("encore-sim", [PY, str(BENCH / "encore_sim.py"), "--ports", str(ports), "--latency",
-                                      str(latency), "--active", "100", "--out", str(polls_file)], run_dir)  # fmt: skip
+            sim = Proc("encore-sim",
+                       [PY, str(BENCH / "encore_sim.py"), "--ports", str(ports), "--latency", str(latency),
+                        "--active", "100", "--out", str(polls_file)], run_dir)  # fmt: skip
             procs.append(sim)
             port = sim.port()
             source = encore_source(port, ports, conc)
@@ -659,8 +662,9 @@ def scenario_memory(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     # 5,000 Encore ports
     run_dir = _mk(workdir / "memory-encore")
     with processes() as procs:
-        sim = Proc("encore-sim", [PY, str(BENCH / "encore_sim.py"), "--ports", "5000", "--latency", "0.005",
-                                  "--active", "500", "--out", str(run_dir / "polls.json")], run_dir)  # fmt: skip
+        sim = Proc("encore-sim",
+                   [PY, str(BENCH / "encore_sim.py"), "--ports", "5000", "--latency", "0.005",
+                    "--active", "500", "--out", str(run_dir / "polls.json")], run_dir)  # fmt: skip
         procs.append(sim)
         config = bridge_config(
             run_dir, sources=encore_source(sim.port(), 5000, 8, interval=2.0), sinks=NULL_SINK
@@ -767,13 +771,16 @@ def table(results: dict[str, Any]) -> str:
         base = f"{i['baseline']['events_per_s']:,.0f} ev/s lxml"
         for sync in ("full", "normal"):
             add(f"Ingest, synchronous={sync}", f"{i[sync]['events_per_s']:,} ev/s", base,
-                f"{i[sync]['ratio']:.0%} (CPU {i[sync]['cpu_ratio']:.0%})", _ok(i[sync]["ratio"] >= 0.35, "≥ 35%"))  # fmt: skip
+                f"{i[sync]['ratio']:.0%} (CPU {i[sync]['cpu_ratio']:.0%})",
+                _ok(i[sync]["ratio"] >= 0.35, "≥ 35%"))  # fmt: skip
     if "delivery" in r:
         d = r["delivery"]
         base = f"{d['baseline']['requests_per_s']:,.0f} req/s httpx"
         add("Delivery, structured", f"{d['structured']['events_per_s']:,} ev/s", base,
-            f"{d['structured']['ratio_requests']:.0%}", _ok(d["structured"]["ratio_requests"] >= 0.9, "≥ 90%"))  # fmt: skip
-        add("Delivery, batched", f"{d['batch']['events_per_s']:,} ev/s ({d['batch']['requests_per_s']:,} req/s)", base,
+            f"{d['structured']['ratio_requests']:.0%}",
+            _ok(d["structured"]["ratio_requests"] >= 0.9, "≥ 90%"))  # fmt: skip
+        add("Delivery, batched",
+            f"{d['batch']['events_per_s']:,} ev/s ({d['batch']['requests_per_s']:,} req/s)", base,
             f"{d['batch']['ratio_events']:.1f}×", _ok(d["batch"]["ratio_events"] >= 10, "≥ 10×"))  # fmt: skip
     if "latency" in r:
         lat = r["latency"]
@@ -785,13 +792,16 @@ def table(results: dict[str, Any]) -> str:
                 rl = lat.get(f"relay@{rate}", {})
                 sync = "normal" if "normal" in label else "full"
                 target = _ok(b["p99_ms"] <= 25, "p99 ≤ 25 ms") if rate == 1000 else ""
-                add(f"Latency @{rate:,}/s ({sync})", f"p50 {b['p50_ms']} / p99 {b['p99_ms']} / p99.9 {b['p999_ms']} ms",
-                    f"relay p99 {rl.get('p99_ms', '?')} ms", f"{b['p99_ms'] / rl['p99_ms']:.1f}×" if rl.get("p99_ms") else "",
+                add(f"Latency @{rate:,}/s ({sync})",
+                    f"p50 {b['p50_ms']} / p99 {b['p99_ms']} / p99.9 {b['p999_ms']} ms",
+                    f"relay p99 {rl.get('p99_ms', '?')} ms",
+                    f"{b['p99_ms'] / rl['p99_ms']:.1f}×" if rl.get("p99_ms") else "",
                     target)  # fmt: skip
     if "encore" in r:
         for e in r["encore"].values():
-            add(f"Encore sweep, 1,000 ports, c={e['max_in_flight']}", f"{e['sweep_s']} s", f"floor {e['floor_s']} s",
-                f"{e['ratio']:.2f}×", _ok(e["ratio"] <= 1.2, "≤ 1.2×"))  # fmt: skip
+            add(f"Encore sweep, 1,000 ports, c={e['max_in_flight']}", f"{e['sweep_s']} s",
+                f"floor {e['floor_s']} s", f"{e['ratio']:.2f}×",
+                _ok(e["ratio"] <= 1.2, "≤ 1.2×"))  # fmt: skip
     if "memory" in r:
         m = r["memory"]
         base = f"{m['baseline']['rss_mb']} MB imports only"
@@ -805,10 +815,12 @@ def table(results: dict[str, Any]) -> str:
                     _ok(m[key]["rss_mb"] <= 100, "≤ 100 MB"))  # fmt: skip
     if "peer" in r and "bridge" in r["peer"]:
         p = r["peer"]
-        add("Peer: throughput", f"{p['bridge']['events_per_s']:,} ev/s", f"Node-RED {p['node-red']['events_per_s']:,} ev/s",
+        add("Peer: throughput", f"{p['bridge']['events_per_s']:,} ev/s",
+            f"Node-RED {p['node-red']['events_per_s']:,} ev/s",
             f"{p['throughput_ratio']:.2f}×", _ok(p["throughput_ratio"] > 1, "> 1×"))  # fmt: skip
         if "p99_ratio" in p:
-            add("Peer: p99 @1,000/s", f"{p['bridge']['p99_ms_at_1000']} ms", f"Node-RED {p['node-red']['p99_ms_at_1000']} ms",
+            add("Peer: p99 @1,000/s", f"{p['bridge']['p99_ms_at_1000']} ms",
+                f"Node-RED {p['node-red']['p99_ms_at_1000']} ms",
                 f"{p['p99_ratio']:.2f}×", _ok(p["p99_ratio"] < 1, "< 1×"))  # fmt: skip
     import scale
 
@@ -896,8 +908,8 @@ def main() -> None:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     m = results["machine"]
-    print(f"\nevent-bridge bench — {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB, Python {m['python']}, "
-          f"receiver: h11 204 on loopback; {results['seconds']:.0f} s\n")  # fmt: skip
+    print(f"\nevent-bridge bench — {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB, "
+          f"Python {m['python']}, receiver: h11 204 on loopback; {results['seconds']:.0f} s\n")  # fmt: skip
     print(table(results))
     if args.repeat > 1:
         import repeat

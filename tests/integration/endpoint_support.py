@@ -59,7 +59,10 @@ def write_config(tmp_path: Path, sinks: str, source_port: int, admin_port: int |
         "reconnect_min = 0.02\nreconnect_max = 0.2\n"
     )
     path = tmp_path / "bridge.toml"
-    text = f'[bridge]\nstate_dir = "{tmp_path / "state"}"\n\n[admin]\n{admin}\n\n{source}{textwrap.dedent(sinks)}'
+    text = (
+        f'[bridge]\nstate_dir = "{tmp_path / "state"}"\n\n'
+        f"[admin]\n{admin}\n\n{source}{textwrap.dedent(sinks)}"
+    )
     path.write_text(text)
     return path
 

@@ -40,7 +40,8 @@ class DrippingServer:
             data += chunk
         try:
             await stream.send_all(
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: 1000000\r\n\r\n<"
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\n"
+                b"Content-Length: 1000000\r\n\r\n<"
             )
             while True:
                 await trio.sleep(DRIP_EVERY)

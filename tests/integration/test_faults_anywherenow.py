@@ -234,7 +234,8 @@ async def test_silent_hub_is_detected_by_server_timeout(tmp_path: Path, nursery)
         tmp_path,
         "silent hub (no FIN), server_timeout 1 s",
         "health 'disconnected: nothing received from the hub for 1s (server timeout)' within the timeout; "
-        "reconnect attempts timed out while silent; changes made meanwhile arrived reconciled; other source kept flowing",
+        "reconnect attempts timed out while silent; changes made meanwhile arrived reconciled; "
+        "other source kept flowing",
     )
 
 

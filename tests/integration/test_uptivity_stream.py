@@ -59,7 +59,10 @@ def test_values_keep_raw_whitespace_and_empty_elements() -> None:
 
 
 def test_fields_in_any_order_and_repeated_tags_are_all_kept() -> None:
-    doc = b"<CALLCOPYEVENT><EVENTDATA><B>2</B><A>1</A><A>3</A></EVENTDATA><EVENTTYPE>X</EVENTTYPE></CALLCOPYEVENT>"
+    doc = (
+        b"<CALLCOPYEVENT><EVENTDATA><B>2</B><A>1</A><A>3</A></EVENTDATA>"
+        b"<EVENTTYPE>X</EVENTTYPE></CALLCOPYEVENT>"
+    )
     fields = element_fields(parse_document(doc))
     assert fields == {"EVENTDATA": {"B": "2", "A": ["1", "3"]}, "EVENTTYPE": "X"}
 

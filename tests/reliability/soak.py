@@ -299,7 +299,8 @@ class Soak:
             kill_phase = total / 3
             began = trio.current_time()
             say(
-                f"{MINUTES:g} min at {RATE:g} events/s, seed {SEED}; kill -9 during the first {kill_phase:.0f} s"
+                f"{MINUTES:g} min at {RATE:g} events/s, seed {SEED}; "
+                f"kill -9 during the first {kill_phase:.0f} s"
             )
             final_started: float | None = None
             next_fault = began + self.rng.uniform(2, 8)
@@ -318,7 +319,8 @@ class Soak:
                 if now >= next_report:
                     next_report = now + 30
                     say(
-                        f"t={now - began:.0f}s uptivity={self.up_sim.produced} anywherenow={self.anw_changes} "
+                        f"t={now - began:.0f}s uptivity={self.up_sim.produced} "
+                        f"anywherenow={self.anw_changes} "
                         f"encore={self.enc_changes} delivered={[len(r.ids) for r in self.receivers]} "
                         f"faults={dict(self.faults)} rss={self.rss[-1][1] // 1024 if self.rss else '-'} MB"
                     )
@@ -358,7 +360,8 @@ class Soak:
             end = sorted(after_warmup[-3:])[1]
             growth = (end - start) / start
             say(
-                f"bridge RSS after {warm:.0f} s warm-up: {start // 1024} MB -> {end // 1024} MB ({growth:+.1%})"
+                f"bridge RSS after {warm:.0f} s warm-up: "
+                f"{start // 1024} MB -> {end // 1024} MB ({growth:+.1%})"
             )
             ok = ok and growth <= MAX_RSS_GROWTH
         else:
@@ -375,7 +378,8 @@ class Soak:
                 unbacked = unbacked_claims(tally)
                 record(
                     f"soak: {MINUTES:g} min at {RATE:g} events/s, random faults",
-                    f"{source} → hook{index}: {', '.join(f'{k} ×{v}' for k, v in sorted(self.faults.items()))}",
+                    f"{source} → hook{index}: "
+                    f"{', '.join(f'{k} ×{v}' for k, v in sorted(self.faults.items()))}",
                     injected=injected,
                     **tally.row(),
                     observed=(
@@ -390,7 +394,8 @@ class Soak:
                     say(f"hook{index} {source}: delivered again with a new id: {key}")
                 for event in unbacked[:10]:
                     say(
-                        f"hook{index} {source}: not backed by the journal: {event['type']} {event['subject']} {event['data']}"
+                        f"hook{index} {source}: not backed by the journal: "
+                        f"{event['type']} {event['subject']} {event['data']}"
                     )
                 ok = ok and not tally.lost and not tally.new_id_duplicates and not unbacked
             ok = ok and not undelivered

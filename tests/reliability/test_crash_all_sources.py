@@ -7,7 +7,8 @@ simulator's journal says it produced is accounted for from the journals alone
 (``tests/support/ground_truth.py``): delivered, unread (Uptivity: past the bytes the
 bridge's kernel acknowledged, or produced with no subscriber), in transit at a kill (the
 uncommitted tail of a killed bridge: nothing it read later from the same connection or
-subject was delivered), unobservable (no poll or REST answer showed it), or lost. The test fails on any lost event, on any
+subject was delivered), unobservable (no poll or REST answer showed it), or lost.
+The test fails on any lost event, on any
 duplicate with a new id and on any delivered event the journal does not back; its rows
 are written to the reliability matrix either way.
 """

@@ -79,7 +79,10 @@ DURATIONS = (
 )
 HOSTILE = [
     f'<!DOCTYPE s [<!ENTITY xxe SYSTEM "file://{SECRET_FILE}">]>'.encode(),
-    b'<!DOCTYPE s [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>',
+    (
+        b'<!DOCTYPE s [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+        b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>'
+    ),
     b"&xxe;",
     b"&c;",
     b"\xff\xfe\x00",
@@ -103,7 +106,13 @@ def envelopes(draw: st.DrawFn) -> bytes:
             fields.append(f"<a:{tag}>{value}</a:{tag}>" if ns else f"<{tag}>{value}</{tag}>")
     inner = "".join(fields)
     if draw(st.integers(0, 9)) == 0:
-        inner = f"<{soap}:Fault><faultcode>{draw(st.sampled_from(['a:ActionNotSupported', 's:Client', '']))}</faultcode><faultstring>{draw(st.text(max_size=20)).replace('<', '').replace('&', '')}</faultstring></{soap}:Fault>"
+        inner = (
+            f"<{soap}:Fault><faultcode>"
+            f"{draw(st.sampled_from(['a:ActionNotSupported', 's:Client', '']))}"
+            f"</faultcode><faultstring>"
+            f"{draw(st.text(max_size=20)).replace('<', '').replace('&', '')}"
+            f"</faultstring></{soap}:Fault>"
+        )
         body = inner
     else:
         attr = f' xmlns:a="{ns}"' if ns else ""

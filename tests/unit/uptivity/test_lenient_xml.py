@@ -33,13 +33,19 @@ def fields(raw: bytes) -> dict:
     ],
 )
 def test_unescaped_text_is_recovered_as_sent(value: str) -> None:
-    raw = f"<CALLCOPYEVENT>\n<EVENTDATA>\n<GROUP>{value}</GROUP>\n<USER1>ok</USER1>\n</EVENTDATA>\n</CALLCOPYEVENT>"
+    raw = (
+        f"<CALLCOPYEVENT>\n<EVENTDATA>\n<GROUP>{value}</GROUP>\n"
+        "<USER1>ok</USER1>\n</EVENTDATA>\n</CALLCOPYEVENT>"
+    )
     expected = value.replace("&amp;", "&")
     assert fields(raw.encode())["EVENTDATA"] == {"GROUP": expected, "USER1": "ok"}
 
 
 def test_recovery_also_works_on_one_line_documents() -> None:
-    raw = b"<CALLCOPYEVENT><EVENTDATA><GROUP>Sales & Marketing</GROUP><USER4>a <b> c</USER4></EVENTDATA></CALLCOPYEVENT>"
+    raw = (
+        b"<CALLCOPYEVENT><EVENTDATA><GROUP>Sales & Marketing</GROUP>"
+        b"<USER4>a <b> c</USER4></EVENTDATA></CALLCOPYEVENT>"
+    )
     assert fields(raw)["EVENTDATA"] == {"GROUP": "Sales & Marketing", "USER4": "a <b> c"}
 
 

@@ -67,7 +67,10 @@ def test_event_without_vendor_time_uses_receive_time() -> None:
 
 
 def test_unknown_event_type_passes_through_with_all_fields() -> None:
-    doc = b"<CALLCOPYEVENT><EVENTCLASS>CALL</EVENTCLASS><EVENTTYPE> CALLUPDATE </EVENTTYPE><EVENTDATA><DEVICEID>42</DEVICEID><USER3>vip</USER3></EVENTDATA></CALLCOPYEVENT>"
+    doc = (
+        b"<CALLCOPYEVENT><EVENTCLASS>CALL</EVENTCLASS><EVENTTYPE> CALLUPDATE </EVENTTYPE>"
+        b"<EVENTDATA><DEVICEID>42</DEVICEID><USER3>vip</USER3></EVENTDATA></CALLCOPYEVENT>"
+    )
     event = to_event(element_fields(parse_document(doc)), source_name="s", tz=TZ, received=RECEIVED)
     assert event.type == "vendor.uptivity.callupdate"
     assert event.subject == "42"

@@ -188,7 +188,8 @@ def test_outbox_refusing_writes_is_announced_once() -> None:
     ("patterns", "event_type", "wanted"),
     [(["*"], "call.started", True), (["*"], "bridge.sink.failing", False),
      (["bridge.*"], "bridge.sink.failing", True), (["bridge.*"], "call.started", False),
-     (["*", "bridge.*"], "bridge.source.connected", True), (["bridge.sink.*"], "bridge.source.connected", False),
+     (["*", "bridge.*"], "bridge.source.connected", True),
+     (["bridge.sink.*"], "bridge.source.connected", False),
      (["recording.*"], "bridge.sink.disabled", False), (["*.failing"], "bridge.sink.failing", False)],
 )  # fmt: skip
 def test_only_sinks_that_name_them_get_operational_events(

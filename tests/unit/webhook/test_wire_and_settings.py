@@ -99,7 +99,8 @@ def test_the_demo_secret_is_refused_outside_loopback(tmp_path: Path) -> None:
 def test_old_names_still_work_with_a_deprecation_warning(tmp_path: Path) -> None:
     sink, warnings = load_hook(
         tmp_path,
-        f'url = "https://h.example.com/"\nsecrets = ["{SECRET}"]\nmax_concurrency = 9\nbreaker_cooldown = 1.5',
+        f'url = "https://h.example.com/"\nsecrets = ["{SECRET}"]\n'
+        "max_concurrency = 9\nbreaker_cooldown = 1.5",
     )
     assert sink.max_in_flight == 9 and sink.breaker.base == 1.5  # type: ignore[attr-defined]
     assert sum("deprecated" in w for w in warnings) == 2
