@@ -55,6 +55,7 @@ class LiveOutcome:
     event_type: str | None
     state: CallState | None  # the call's new state; None: not a call worth remembering
     changed: bool  # the remembered state changed (and must be committed)
+    inferred_kind: str | None = None  # set: the type is inferred from the state, not the action
 
 
 def apply_action(state: CallState | None, action: Action, now: float) -> LiveOutcome:
@@ -66,11 +67,17 @@ def apply_action(state: CallState | None, action: Action, now: float) -> LiveOut
     event_type = action_type(action)
     if action.number == 1 and before == REC_PAUSED:
         event_type = "recording.resumed"
+    inferred_kind = None
+    if action.number == 1 and before == REC_STARTED and not (state and dimension in state.from_reconcile):
+        # A Start for a call already recording: it was paused in between, and the bridge
+        # did not see the pause (a message lost with a connection). "Started" would claim
+        # a second recording; it is a resume.
+        event_type, inferred_kind = "recording.resumed", "start_while_recording"
     if state is not None and before == value and dimension in state.from_reconcile:
         # Reconciliation announced exactly this change; this is the hub's late copy.
         return LiveOutcome(None, state.with_(dimension, value, state.since, reconciled=False), False)
     base = state if state is not None else CallState(since=now)
-    return LiveOutcome(event_type, base.with_(dimension, value, now, reconciled=False), True)
+    return LiveOutcome(event_type, base.with_(dimension, value, now, reconciled=False), True, inferred_kind)
 
 
 @dataclass(frozen=True)

@@ -386,7 +386,10 @@ class AnywhereNowSource(ComponentBase):
                 if outcome.state is not None:
                     self.book.put(key, outcome.state)
                 continue
-            events.append(live_event(self.name, change, outcome.event_type))
+            event = live_event(self.name, change, outcome.event_type)
+            if outcome.inferred_kind is not None:
+                event.data.update(inferred=True, inferred_kind=outcome.inferred_kind)
+            events.append(event)
             self.events_read += 1
             if outcome.changed:
                 self.remember(ctx, key, outcome.state, persist)

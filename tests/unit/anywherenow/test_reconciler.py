@@ -159,3 +159,15 @@ def test_capability_checks_are_bounded() -> None:
     checks.want("ucc-0")  # already queued: not asked twice
     assert checks.skipped == 50
     assert checks._receive.statistics().current_buffer_used == capabilities.QUEUE
+
+
+def test_a_start_for_a_call_already_recording_is_an_inferred_resume_not_a_second_start() -> None:
+    """Found by the soak: a Pause lost with a dropped hub connection, then the live Start of
+    the resume, was announced as a second recording.started (a recording that never began)."""
+    outcome = apply_action(CallState(recording=1), parse_action(1), NOW)
+    assert outcome.event_type == "recording.resumed"
+    assert outcome.inferred_kind == "start_while_recording"
+    first = apply_action(None, parse_action(1), NOW)
+    assert first.event_type == "recording.started" and first.inferred_kind is None
+    stopped_then_started = apply_action(CallState(recording=2), parse_action(1), NOW)
+    assert stopped_then_started.event_type == "recording.started"
