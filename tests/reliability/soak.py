@@ -125,10 +125,10 @@ name = "hook{i}"
 url = "http://127.0.0.1:{port}/"
 secrets = ["{SECRET}"]
 mode = "batch"
-max_concurrency = 8
+max_in_flight = 8
 retry_schedule = [0.1, 0.3, 1, 2, 5, 10, 10, 10, 10]  # outlasts the 1-5 s receiver outages
-breaker_cooldown = 0.5
-breaker_max_cooldown = 2.0
+reconnect_min = 0.5
+reconnect_max = 2.0
 """
         for i, port in enumerate(hooks)
     )
@@ -154,8 +154,8 @@ name = "anw"
 hub_url = "{anw.hub_url()}"
 rest_url = "{anw.rest_url()}"
 ucc_names = ["{UCC}"]
-backoff_base = 0.02
-backoff_cap = 0.2
+reconnect_min = 0.02
+reconnect_max = 0.2
 ping_interval = 1.0
 server_timeout = 10.0
 
