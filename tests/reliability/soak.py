@@ -55,6 +55,7 @@ SEED = int(os.environ.get("SOAK_SEED", str(int(time.time()))))
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 UCC = "ucc-soak"
 ENCORE_PORTS = list(range(1, 41))
+ANW_SCRIPT = ("Start", "Pause", "Start", "Stop")  # then Save or Delete
 
 
 def say(message: str) -> None:
@@ -198,7 +199,8 @@ class Soak:
         self.faults: Counter[str] = Counter()
         self.anw_changes = 0
         self.enc_changes = 0
-        self.anw_active: dict[str, int] = {}
+        self.anw_active: dict[str, int] = {}  # call -> index of its next step
+        self.anw_scripts: dict[str, tuple[str, ...]] = {}
         self.anw_next = 0
         self.producing = True
         self.proc: subprocess.Popen | None = None
@@ -206,24 +208,29 @@ class Soak:
 
     # -- vendors ---------------------------------------------------------------------
     async def anywherenow(self) -> None:
-        """~15% of the rate as hub state changes: Start, Pause, Start, Stop per call."""
-        script = ("Start", "Pause", "Start", "Stop")
+        """~15% of the rate as hub state changes. Each call runs Start, Pause, Start, Stop
+        and then Save or Delete, as a finished call does: the bridge remembers a call until
+        its saving state is final, so a soak whose calls never end would measure that
+        memory (bounded by ``max_calls``) instead of leaks."""
         interval = 1.0 / (RATE * 0.15)
         while True:
             if self.producing:
                 while len(self.anw_active) < 20 and self.anw_sim.connected_clients:
                     self.anw_next += 1
-                    self.anw_active[f"call-{self.anw_next}"] = 0
+                    call = f"call-{self.anw_next}"
+                    self.anw_active[call] = 0
+                    self.anw_scripts[call] = (*ANW_SCRIPT, self.rng.choice(("Save", "Delete")))
                 if self.anw_active:
-                    await self._anw_step(self.rng.choice(sorted(self.anw_active)), script)
+                    await self._anw_step(self.rng.choice(sorted(self.anw_active)))
             await trio.sleep(interval)
 
-    async def _anw_step(self, call: str, script: tuple[str, ...]) -> None:
-        index = self.anw_active[call]
+    async def _anw_step(self, call: str) -> None:
+        index, script = self.anw_active[call], self.anw_scripts[call]
         await self.anw_sim.send_state(UCC, call, script[index])
         self.anw_changes += 1
         if index + 1 == len(script):
             del self.anw_active[call]
+            del self.anw_scripts[call]
         else:
             self.anw_active[call] = index + 1
 
@@ -336,7 +343,7 @@ class Soak:
         self.up_sim.count = self.up_sim.produced
         for call in sorted(self.anw_active):
             while call in self.anw_active:
-                await self._anw_step(call, ("Start", "Pause", "Start", "Stop"))
+                await self._anw_step(call)
         db = self.workdir / "state" / "outbox.sqlite3"
         deadline = trio.current_time() + 300
         stored: dict[str, str] = {}
@@ -404,6 +411,21 @@ class Soak:
                 f"hook{index}: committed={len(stored)} delivered={len(receiver.ids)} "
                 f"undelivered={len(undelivered)} " + " ".join(f"{k}:{t.row()}" for k, t in tallies.items())
             )
+        if not ok:  # keep the evidence where a person can look at it
+            evidence = Path(os.environ.get("SOAK_EVIDENCE") or self.workdir / "evidence.json")
+            evidence.write_text(
+                json.dumps(
+                    {
+                        "cuts": self.cuts,
+                        "journals": {
+                            k: list(sim.journal.entries) for k, (_, sim) in sims.items() if k != "up"
+                        },
+                        "receivers": [r.journal for r in self.receivers],
+                    },
+                    default=str,
+                )
+            )
+            say(f"AnywhereNow and Encore journals, cuts and receiver records: {evidence}")
         sent = {k: t.sent for k, t in tallies.items()}
         say(f"sent: {sent}; faults: {dict(self.faults)}; bridge exit {exit_code}; {'PASS' if ok else 'FAIL'}")
         return ok

@@ -51,6 +51,21 @@ def encore_same_recording(previous: str | None, change: dict[str, Any], event: d
     return call is None or not url or f"fldCallIndex={call}." in url
 
 
+# stateDuration counts whole seconds and the bridge allows ``duration_tolerance`` (2 s) of
+# slack: a state entered again less than this long after the same state was entered
+# reads, in a PortStatus answer, like that state still holding (README, Encore mapping).
+ENCORE_ALIKE_WITHIN = 2.0 + 1.0
+
+
+def encore_alike(earlier: dict[str, Any], later: dict[str, Any]) -> bool:
+    """Whether a poll showing ``later`` (a change entry) can be read as ``earlier`` still
+    holding: the same state name (PortStatus shows no call), entered again too soon."""
+    return (
+        _split(earlier["state"])[0] == _split(later["state"])[0] != NOT_RECORDING
+        and later["t"] - earlier["t"] <= ENCORE_ALIKE_WITHIN
+    )
+
+
 _ANW = {
     "recording": {"started": None, "paused": "recording.paused", "stopped": "recording.stopped"},
     "marking": {"mark": "recording.marked", "unmark": "recording.unmarked"},
@@ -106,6 +121,8 @@ def account(
             of_source(receiver_journal, name),
             encore_expected,
             kills=kills,
+            matches=encore_same_recording,
+            alike=encore_alike,
         )
     return out
 

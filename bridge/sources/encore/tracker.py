@@ -164,8 +164,11 @@ def younger_by(memory: PortMemory, obs: Observation, duration: float) -> float:
     return (obs.wall - duration) - memory.entered  # memory from before a restart: wall clock
 
 
-def reentered(memory: PortMemory | None, obs: Observation, static: bool, rules: Rules) -> bool:
-    """Same state as before, but entered again since: it was left between two polls."""
+def reentered(
+    memory: PortMemory | None, obs: Observation, static: bool, rules: Rules, *, slack: float | None = None
+) -> bool:
+    """Same state as before, but entered again since: it was left between two polls.
+    ``slack`` (default: the tolerance) is how much younger counts."""
     duration = trusted_duration(obs, static)
     if memory is None or memory.state != obs.state or duration is None or not rules.infer:
         return False
@@ -173,7 +176,7 @@ def reentered(memory: PortMemory | None, obs: Observation, static: bool, rules: 
         return False
     if memory.duration is not None and obs.duration == memory.duration:
         return False  # a duration that did not move says nothing (a fixed one is detected apart)
-    return younger_by(memory, obs, duration) > rules.tolerance
+    return younger_by(memory, obs, duration) > (rules.tolerance if slack is None else slack)
 
 
 def needs_url(memory: PortMemory | None, obs: Observation, static: bool, rules: Rules) -> bool:
@@ -185,7 +188,10 @@ def needs_url(memory: PortMemory | None, obs: Observation, static: bool, rules: 
         return True
     if memory.url is None and not memory.url_asked:
         return True
-    return reentered(memory, obs, static, rules)
+    # Possibly younger is enough to ask: whole-second durations make a state entered again
+    # 1-2 s later ambiguous, and a different URL settles it (another recording). Only a
+    # state younger by more than the tolerance is claimed re-entered without one.
+    return reentered(memory, obs, static, rules, slack=rules.tolerance / 2)
 
 
 # stateDuration counts whole seconds: the same value is legitimately reported for up to
@@ -239,11 +245,13 @@ def plan(
         (obs.wall - duration, BY_DURATION) if duration is not None else (obs.wall, BY_OBSERVATION)
     )
     entered_mono = obs.mono - (duration or 0.0)
-    again = reentered(memory, obs, static, rules)
+    url = lookup.url if lookup.status == URL_OK else None
+    # The same state, but GetURL names another recording than the one remembered.
+    other = memory is not None and None not in (url, memory.url) and url != memory.url
+    again = reentered(memory, obs, static, rules) or other
     if memory is not None and (memory.state != obs.state or again) and entered < memory.seen:
         # It cannot have changed before the last poll that saw the old state.
         entered, entered_mono, source = min(memory.seen, obs.wall), obs.mono, BY_LAST_POLL
-    url = lookup.url if lookup.status == URL_OK else None
     if memory is None or (memory.state != obs.state) or again:
         steps = _steps(memory, obs.state, entered, source, lookup, again)
     else:

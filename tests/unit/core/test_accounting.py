@@ -156,3 +156,72 @@ def test_a_change_nobody_saw_never_takes_the_event_of_a_later_one() -> None:
     ]
     tally = states(j, got, expected)
     assert (tally.delivered, tally.unobservable, tally.lost, tally.unexplained) == (3, 2, [], [])
+
+
+# -- Encore: what a PortStatus answer can and cannot tell apart -------------------------
+
+
+def encore_journal(second_pause_after: float) -> list[dict[str, Any]]:
+    """Call 1 pauses and is seen paused; call 1 resumes and stops, call 2 starts and pauses
+    ``second_pause_after`` seconds after call 1 paused, is seen paused, then resumes."""
+    rows = [
+        (0.0, "change", "RECORD@1"),
+        (0.1, "observe", "RECORD@1"),
+        (1.0, "change", "PAUSE@1"),
+        (1.1, "observe", "PAUSE@1"),
+        (1.2, "change", "RECORD@1"),
+        (1.3, "change", "NOT RECORDING"),
+        (1.4, "change", "RECORD@2"),
+        (1.0 + second_pause_after, "change", "PAUSE@2"),
+        (1.1 + second_pause_after, "observe", "PAUSE@2"),
+        (1.2 + second_pause_after, "change", "RECORD@2"),
+        (1.3 + second_pause_after, "observe", "RECORD@2"),
+    ]
+    return [
+        {"seq": i + 1, "t": t, "kind": kind, "subject": "1/1", "state": state}
+        for i, (t, kind, state) in enumerate(rows)
+    ]
+
+
+def url(call: int) -> dict[str, Any]:
+    return {"recording_url": f"https://encore.example/urlplayer.aspx?fldCallIndex={call}.0001&siteid=1"}
+
+
+def test_encore_a_pause_entered_again_too_soon_to_tell_excuses_only_what_it_hides() -> None:
+    """Whole-second stateDuration: a PAUSE entered 1.5 s after the PAUSE the bridge saw can
+    read as the same pause, so call 2's resume was not visible (the bridge announced the
+    new recording only when RECORD came). Five seconds later it can be told: lost."""
+    from tests.support.ground_truth import encore_alike, encore_expected, encore_same_recording
+
+    got = [
+        {**ev("a", "1/1", "recording.started"), "data": url(1)},
+        {**ev("b", "1/1", "recording.paused"), "data": url(1)},
+        {**ev("c", "1/1", "recording.stopped"), "data": url(1)},
+        {**ev("d", "1/1", "recording.started"), "data": url(2)},
+    ]
+    same, alike = encore_same_recording, encore_alike
+    soon = states(encore_journal(1.5), got, encore_expected, matches=same, alike=alike)
+    assert soon.lost == [] and soon.delivered == 4
+    late = states(encore_journal(5.0), got, encore_expected, matches=same, alike=alike)
+    assert [kind for _, _, kind in late.lost] == ["recording.resumed"]
+    # Without the rule, the same run counts the hidden resume as lost.
+    strict = states(encore_journal(1.5), got, encore_expected, matches=encore_same_recording)
+    assert [kind for _, _, kind in strict.lost] == ["recording.resumed"]
+
+
+def test_encore_an_event_must_name_the_recording_of_its_change() -> None:
+    """A stop announced with call 1's link does not account for call 2's stop."""
+    from tests.support.ground_truth import encore_expected, encore_same_recording
+
+    j = [
+        {"seq": 1, "t": 0.0, "kind": "change", "subject": "1/1", "state": "RECORD@2"},
+        {"seq": 2, "t": 0.1, "kind": "observe", "subject": "1/1", "state": "RECORD@2"},
+        {"seq": 3, "t": 9.0, "kind": "change", "subject": "1/1", "state": "NOT RECORDING"},
+        {"seq": 4, "t": 9.1, "kind": "observe", "subject": "1/1", "state": "NOT RECORDING"},
+    ]
+    wrong = [
+        {**ev("a", "1/1", "recording.started"), "data": url(2)},
+        {**ev("b", "1/1", "recording.stopped"), "data": url(1)},
+    ]
+    tally = states(j, wrong, encore_expected, matches=encore_same_recording)
+    assert [kind for _, _, kind in tally.lost] == ["recording.stopped"] and len(tally.unexplained) == 1

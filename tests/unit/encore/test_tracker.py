@@ -243,9 +243,29 @@ def test_a_recording_that_starts_and_stops_between_two_polls_cannot_be_seen() ->
 
 def test_a_younger_state_within_the_tolerance_is_the_same_state() -> None:
     memory = seen(RECORD, T - 100, T, url=A)
-    observation = obs(RECORD, 99.5, T + 1)  # whole seconds and latency: 1.5 s is noise
-    assert not needs_url(memory, observation, False, RULES)
-    assert plan(memory, observation, rules=RULES).steps == []
+    assert not needs_url(memory, obs(RECORD, 100.5, T + 1), False, RULES)  # 0.5 s: noise
+    observation = obs(RECORD, 99.5, T + 1)  # 1.5 s: noise, or entered again; GetURL can tell
+    assert needs_url(memory, observation, False, RULES)
+    assert plan(memory, observation, ok(A), rules=RULES).steps == []  # the same recording
+    assert plan(memory, observation, rules=RULES).steps == []  # not asked: nothing claimed
+
+
+def test_a_slightly_younger_state_with_another_url_is_another_recording() -> None:
+    """Found by the soak: pause, then resume, stop, start and pause again within 2 s. The
+    PAUSE looks only 1.5 s younger (whole seconds), but GetURL names another recording,
+    so the port's next RECORD is that recording's resume, not an unexplained start."""
+    memory = seen(PAUSE, T - 0.5, T, url=A)
+    observation = obs(PAUSE, 0, T + 1)
+    assert needs_url(memory, observation, False, RULES)
+    result = plan(memory, observation, ok(B), rules=RULES)
+    assert kinds(result.steps) == [
+        ("recording.stopped", PAUSE, NOT_RECORDING, True),
+        ("recording.started", NOT_RECORDING, RECORD, True),
+        ("recording.paused", RECORD, PAUSE, False),
+    ]
+    assert [s.url for s in result.steps] == [A, B, B] and result.memory.url == B
+    resumed = plan(result.memory, obs(RECORD, 0, T + 2), ok(B), rules=RULES).steps
+    assert kinds(resumed) == [("recording.resumed", PAUSE, RECORD, False)]
 
 
 def test_inference_can_be_turned_off() -> None:
