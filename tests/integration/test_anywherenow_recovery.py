@@ -324,6 +324,39 @@ async def test_a_live_copy_after_reconciliation_announced_it_is_dropped(
     ]
 
 
+async def test_a_late_copy_of_a_change_that_finished_the_call_by_rest_is_dropped(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """Found by the soak: the REST answer already showed Stop and Save (the call is final),
+    then the hub delivered its own Stop and Save. Announced once each, reconciled; the
+    late copies add nothing, and the call is no longer watched."""
+    sim = AnywhereNowSimulator()
+    await nursery.start(sim.serve)
+    async with running_source(sim, tmp_path) as (source, emitter):
+        await connected(source, sim)
+        await sim.send_state(UCC, "race", "Start")
+        await wait_for(lambda: len(emitter.events) == 1)
+        await outage(sim, source)
+        sim.set_state(UCC, "race", "Stop")
+        sim.set_state(UCC, "race", "Save")
+        await back(sim, source, 2)
+        await wait_for(lambda: len(emitter.events) == 3)
+        assert (UCC, "race") not in source.calls  # final: not reconciled again
+        for action in ("Stop", "Save"):  # the hub's late copies
+            assert await sim.send_state(UCC, "race", action) == 1
+        await sim.send_state(UCC, "other", "Start")  # a new call: announced
+        await wait_for(lambda: emitter.types("other") == ["recording.started"])
+        await outage(sim, source)  # and a later reconnect asks nothing about "race"
+        await back(sim, source, 3)
+        await trio.sleep(0.2)
+    assert emitter.types("race") == ["recording.started", "recording.stopped", "recording.saved"]
+    assert [e.data.get("reconciled", False) for e in emitter.events if e.subject == "race"] == [
+        False,
+        True,
+        True,
+    ]
+
+
 async def test_a_call_that_starts_and_ends_entirely_during_an_outage_cannot_be_recovered(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:

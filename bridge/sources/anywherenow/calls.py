@@ -132,9 +132,25 @@ class CallBook:
         self.evicted += len(evicted)
         return evicted
 
+    def settle(self, key: Key, state: CallState | None) -> None:
+        """Forget a finished call, except one a REST answer finished: the hub may still
+        deliver its copy of that change (the answer can be newer than a message not read
+        yet), so it stays, unwatched, until the copy comes or :meth:`settled` lets it go."""
+        if state is not None and (not state.finished or state.from_reconcile):
+            self.put(key, state)
+        else:
+            self.remove(key)
+
     def remove(self, key: Key) -> CallState | None:
         self._stopped.pop(key, None)
         return self._calls.pop(key, None)
 
     def expired(self, now: float, forget_after: float) -> list[Key]:
-        return [k for k, state in self._calls.items() if now - state.since > forget_after]
+        """Calls still waiting for a final answer, unchanged for longer than forget_after."""
+        return [
+            k for k, state in self._calls.items() if not state.finished and now - state.since > forget_after
+        ]
+
+    def settled(self, now: float, grace: float) -> list[Key]:
+        """Finished calls (kept for the hub's late copy of a reconciled change) past ``grace``."""
+        return [k for k, state in self._calls.items() if state.finished and now - state.since > grace]

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from bridge.sources.anywherenow.source import AnywhereNowSource
 
 ASK_AGAIN = 3  # a call that keeps changing live while asked is left to the live messages
+# How long a call finished by a REST answer is kept (in memory) to recognise the hub's
+# late copy of that change: far longer than a message takes once its connection is up.
+LATE_COPY_GRACE = 60.0
 
 
 class Recovery:
@@ -142,7 +145,9 @@ class Recovery:
             reconciled_event(src.name, key[0], key[1], t, answer.body, reason) for t in outcome.transitions
         ]
         persist: dict[str, str | None] = {}
-        src.remember(ctx, key, None if outcome.forget else outcome.state, persist)
+        # A finished call is handed over as it is (remember keeps it for the hub's late copy).
+        keep = not outcome.forget or outcome.state.finished
+        src.remember(ctx, key, outcome.state if keep else None, persist)
         src.reconciled += len(events)
         for t in outcome.transitions:
             ctx.log.info(
@@ -192,7 +197,10 @@ class Recovery:
         period = min(max(src.settings.forget_after / 4, 1.0), 600.0)
         while True:
             await trio.sleep(period)
-            expired = src.book.expired(time.time(), src.settings.forget_after)
+            now = time.time()
+            for key in src.book.settled(now, LATE_COPY_GRACE):
+                src.book.remove(key)  # finished by reconciliation; no late copy came
+            expired = src.book.expired(now, src.settings.forget_after)
             if not expired:
                 continue
             persist: dict[str, str | None] = {}

@@ -82,8 +82,9 @@ class AnywhereNowSource(ComponentBase):
 
     @property
     def calls(self) -> dict[Key, CallState]:
-        """The remembered calls (a copy, for tests and the admin view)."""
-        return dict(self.book.items())
+        """The calls still watched (a copy, for tests and the admin view): not those kept
+        finished only to recognise the hub's late copy of a reconciled change."""
+        return {key: state for key, state in self.book.items() if not state.finished}
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -289,8 +290,8 @@ class AnywhereNowSource(ComponentBase):
     ) -> None:
         """Update the book now (so every later decision sees it) and note what to persist."""
         if state is None or state.finished:
-            self.book.remove(key)
             persist[state_key(*key)] = None
+            self.book.settle(key, state)  # a call finished by a REST answer stays a while
             return
         persist[state_key(*key)] = state.encode()
         for evicted in self.book.put(key, state):
@@ -384,7 +385,7 @@ class AnywhereNowSource(ComponentBase):
                     note="reconciliation already announced this change; not announced twice",
                 )
                 if outcome.state is not None:
-                    self.book.put(key, outcome.state)
+                    self.book.settle(key, outcome.state)
                 continue
             event = live_event(self.name, change, outcome.event_type)
             if outcome.inferred_kind is not None:

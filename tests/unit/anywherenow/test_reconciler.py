@@ -144,6 +144,23 @@ def test_expired_calls() -> None:
     assert book.expired(NOW + 10, forget_after=100) == [("u", "old")]
 
 
+def test_a_call_finished_by_reconciliation_is_kept_only_for_its_late_copy() -> None:
+    """Stop and Save found over REST: kept (memory) so the hub's own Stop and Save, read
+    later, are recognised; a sweep lets it go once the grace has passed, never as
+    "unconfirmed" (its saving state is final)."""
+    final = reconcile(CallState(recording=1, since=NOW), answer(2, 0, 1), NOW).state
+    assert final.finished and final.from_reconcile == {"recording", "saving"}
+    book = CallBook(max_calls=10)
+    book.put(("u", "done"), final)
+    book.put(("u", "open"), CallState(recording=1, since=NOW))
+    assert book.settled(NOW + 30, grace=60) == [] and book.settled(NOW + 61, grace=60) == [("u", "done")]
+    assert book.expired(NOW + 10**6, forget_after=100) == [("u", "open")]
+    copy = apply_action(final, parse_action(2), NOW + 1)
+    assert copy.event_type is None and copy.state is not None
+    last = apply_action(copy.state, parse_action(4), NOW + 1)
+    assert last.event_type is None and last.state is not None and not last.state.from_reconcile
+
+
 def test_the_api_reports_states_not_history() -> None:
     # Mark then UnMark while away: only the UnMark shows; Pause then resume: nothing.
     assert types(CallState(recording=1, marking=0), answer(1, 2)) == ["recording.unmarked"]
