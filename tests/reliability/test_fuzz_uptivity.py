@@ -10,6 +10,7 @@ neither swallow nor hold back the next good document.
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -234,9 +235,39 @@ def test_a_value_as_the_proxy_sends_it_comes_out_as_sent_or_is_quarantined(
         return
     got = fields["EVENTDATA"]
     assert got["DEVICEID"] == "1111" and set(got) == {"DEVICEID", tag.decode()}
-    # Decode only the escapes the sender used; everything else is literal text.
-    expected = value.replace("&amp;", "\0").replace("&lt;", "<").replace("&#65;", "A").replace("\0", "&")
-    assert got[tag.decode()] == expected
+    assert got[tag.decode()] == xml_decoded(value)
+
+
+def xml_char(code: int) -> bool:
+    """XML 1.0, production [2] Char."""
+    return code in (0x9, 0xA, 0xD) or any(
+        low <= code <= high for low, high in ((0x20, 0xD7FF), (0xE000, 0xFFFD), (0x10000, 0x10FFFF))
+    )
+
+
+def xml_decoded(value: str) -> str:
+    """The text as XML defines it: the escapes the sender used decoded (``&amp;``,
+    ``&lt;`` and every decimal character reference to a legal Char), the rest literal.
+    Found by the fuzzer: the sender's ``&#9;`` is a tab, as the XML spec says."""
+
+    def reference(match: re.Match[str]) -> str:
+        code = int(match.group(1))
+        return chr(code) if xml_char(code) else match.group(0)
+
+    text = value.replace("&amp;", "\0").replace("&lt;", "<")
+    return re.sub(r"&#([0-9]+);", reference, text).replace("\0", "&")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("&#9;", "\t"), ("a&#10;b", "a\nb"), ("&#099;", "c"), ("&amp;#65;", "&#65;"), ("&#9", "&#9")],
+)
+def test_character_references_found_by_the_fuzzer_come_out_as_xml_defines_them(
+    value: str, expected: str
+) -> None:
+    raw = b"<CALLCOPYEVENT><EVENTDATA><DEVICEID>1111</DEVICEID><GROUP>" + value.encode() + b"</GROUP>"
+    fields = element_fields(parse_document(raw + b"</EVENTDATA></CALLCOPYEVENT>"))
+    assert xml_decoded(value) == expected == fields["EVENTDATA"]["GROUP"]
 
 
 @FUZZ
