@@ -225,3 +225,33 @@ def test_encore_an_event_must_name_the_recording_of_its_change() -> None:
     ]
     tally = states(j, wrong, encore_expected, matches=encore_same_recording)
     assert [kind for _, _, kind in tally.lost] == ["recording.stopped"] and len(tally.unexplained) == 1
+
+
+def test_an_event_without_a_recording_goes_to_the_latest_change_it_fits() -> None:
+    """Found by the crash test: a start shown just before a kill (never committed) and the
+    next start, which the next bridge saw and announced without a URL (GetURL answered
+    608). The event is the second start's; the first is the killed bridge's tail."""
+    from tests.support.ground_truth import encore_expected, encore_same_recording
+
+    rows = [
+        (0.0, "change", "NOT RECORDING"),
+        (0.1, "observe", "NOT RECORDING"),
+        (1.0, "change", "RECORD@1"),
+        (1.1, "observe", "RECORD@1"),  # shown to the bridge killed at 1.2
+        (1.3, "change", "NOT RECORDING"),
+        (1.5, "observe", "NOT RECORDING"),  # the next bridge
+        (2.0, "change", "RECORD@2"),
+        (2.1, "observe", "RECORD@2"),
+        (2.2, "change", "NOT RECORDING"),
+        (2.3, "observe", "NOT RECORDING"),
+    ]
+    j = [
+        {"seq": i + 1, "t": t, "kind": kind, "subject": "1/1", "state": state}
+        for i, (t, kind, state) in enumerate(rows)
+    ]
+    got = [
+        {**ev("a", "1/1", "recording.started", 2.4), "data": {"recording_url": None}},
+        {**ev("b", "1/1", "recording.stopped", 2.5), "data": {"recording_url": None}},
+    ]
+    tally = states(j, got, encore_expected, kills=[1.2], matches=encore_same_recording)
+    assert tally.lost == [] and tally.at_kill == 2 and tally.delivered == 2  # start 1 and its stop
