@@ -41,6 +41,11 @@ def by_call(events: Sequence[Event]) -> dict[str, list[str]]:
     return out
 
 
+def reconciled_flags(events: Sequence[Event], call: str) -> list[bool]:
+    """Per event of ``call``, in order: was it recovered over REST?"""
+    return [bool(e.data.get("reconciled", False)) for e in events if e.subject == call]
+
+
 async def test_mark_save_and_delete_during_an_outage_are_recovered_after_reconnect(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
@@ -317,11 +322,7 @@ async def test_a_live_copy_after_reconciliation_announced_it_is_dropped(
         await sim.send_state(UCC, "other", "Stop")  # a new change: announced
         await wait_for(lambda: emitter.types("other") == ["recording.started", "recording.stopped"])
     assert emitter.types("race") == ["recording.started", "recording.stopped", "recording.marked"]
-    assert [e.data.get("reconciled", False) for e in emitter.events if e.subject == "race"] == [
-        False,
-        True,
-        True,
-    ]
+    assert reconciled_flags(emitter.events, "race") == [False, True, True]
 
 
 async def test_a_late_copy_of_a_change_that_finished_the_call_by_rest_is_dropped(
@@ -350,11 +351,7 @@ async def test_a_late_copy_of_a_change_that_finished_the_call_by_rest_is_dropped
         await back(sim, source, 3)
         await trio.sleep(0.2)
     assert emitter.types("race") == ["recording.started", "recording.stopped", "recording.saved"]
-    assert [e.data.get("reconciled", False) for e in emitter.events if e.subject == "race"] == [
-        False,
-        True,
-        True,
-    ]
+    assert reconciled_flags(emitter.events, "race") == [False, True, True]
 
 
 async def test_a_call_that_starts_and_ends_entirely_during_an_outage_cannot_be_recovered(
