@@ -161,6 +161,14 @@ def test_a_change_nobody_saw_never_takes_the_event_of_a_later_one() -> None:
 # -- Encore: what a PortStatus answer can and cannot tell apart -------------------------
 
 
+def port_journal(rows: list[tuple[float, str, str]]) -> list[dict[str, Any]]:
+    """Journal entries of port 1/1 from (time, kind, state) rows, numbered in order."""
+    return [
+        {"seq": i + 1, "t": t, "kind": kind, "subject": "1/1", "state": state}
+        for i, (t, kind, state) in enumerate(rows)
+    ]
+
+
 def encore_journal(second_pause_after: float) -> list[dict[str, Any]]:
     """Call 1 pauses and is seen paused; call 1 resumes and stops, call 2 starts and pauses
     ``second_pause_after`` seconds after call 1 paused, is seen paused, then resumes."""
@@ -177,10 +185,7 @@ def encore_journal(second_pause_after: float) -> list[dict[str, Any]]:
         (1.2 + second_pause_after, "change", "RECORD@2"),
         (1.3 + second_pause_after, "observe", "RECORD@2"),
     ]
-    return [
-        {"seq": i + 1, "t": t, "kind": kind, "subject": "1/1", "state": state}
-        for i, (t, kind, state) in enumerate(rows)
-    ]
+    return port_journal(rows)
 
 
 def url(call: int) -> dict[str, Any]:
@@ -245,10 +250,7 @@ def test_an_event_without_a_recording_goes_to_the_latest_change_it_fits() -> Non
         (2.2, "change", "NOT RECORDING"),
         (2.3, "observe", "NOT RECORDING"),
     ]
-    j = [
-        {"seq": i + 1, "t": t, "kind": kind, "subject": "1/1", "state": state}
-        for i, (t, kind, state) in enumerate(rows)
-    ]
+    j = port_journal(rows)
     got = [
         {**ev("a", "1/1", "recording.started", 2.4), "data": {"recording_url": None}},
         {**ev("b", "1/1", "recording.stopped", 2.5), "data": {"recording_url": None}},
